@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Build the csc base image without any image registry (DESIGN.md §6):
+# debootstrap a minimal Debian (minbase + python3 + venv) from the Debian
+# mirror this machine's apt already uses, trim it, and `docker import` it.
+#
+# Usage: images/base/build.sh [TAG]            (default TAG: csc-base:latest)
+# Env:   SUITE (default: this machine's release codename, else bookworm)
+#        MIRROR (default: read from apt's configuration at build time)
+#        KEEP_ROOTFS=1 keeps the unpacked tree under images/base/rootfs
+#
+# Elsewhere, Dockerfiles use BASE_IMAGE=python:3.11-slim and this script is not needed.
+set -euo pipefail
+
+TAG="${1:-csc-base:latest}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOTFS="${HERE}/rootfs"
+
+log() { printf 'base: %s\n' "$*" >&2; }
+die() { printf 'base: error: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "debootstrap needs root (run as root or via sudo)"
+command -v debootstrap >/dev/null || die "debootstrap not installed (apt-get install -y debootstrap)"
+command -v docker >/dev/null || die "docker CLI not installed"
+docker info >/dev/null 2>&1 || die "docker daemon not reachable (start dockerd)"
+
+if [[ -z "${SUITE:-}" ]]; then
+  SUITE="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")"
+  SUITE="${SUITE:-bookworm}"
+fi
+
+# The mirror: whatever apt on this machine uses for the main suite. Never hard-coded.
+if [[ -z "${MIRROR:-}" ]]; then
+  MIRROR="$(apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 'Identifier: Packages' 2>/dev/null \
+            | awk -v s="$SUITE" '$1 == s { print $2; exit }')"
+fi
+[[ -n "${MIRROR:-}" ]] || die "no apt source for suite '${SUITE}' found (apt-get indextargets); set MIRROR=URL"
+MIRROR="${MIRROR%/}"
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+KEYOPT=()
+[[ -f "$KEYRING" ]] && KEYOPT=(--keyring="$KEYRING")
+
+PACKAGES=python3,python3-venv,ca-certificates
+log "debootstrap ${SUITE} (minbase + ${PACKAGES}) from ${MIRROR}"
+rm -rf "$ROOTFS"
+t0=$(date +%s)
+debootstrap --variant=minbase --include="$PACKAGES" "${KEYOPT[@]}" "$SUITE" "$ROOTFS" "$MIRROR" \
+  > "${HERE}/debootstrap.log" 2>&1 || { tail -20 "${HERE}/debootstrap.log" >&2; die "debootstrap failed (log: ${HERE}/debootstrap.log)"; }
+
+# Trim what a runtime image never needs: apt lists and caches, docs, man pages, locales.
+rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/cache/debconf/*-old \
+       "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
+       "$ROOTFS"/var/log/* "$ROOTFS"/tmp/* "$ROOTFS"/root/.cache
+find "$ROOTFS"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'C.*' -exec rm -rf {} + 2>/dev/null || true
+# Point apt at the mirror only through a file the user can replace; image builds do not use apt.
+printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$ROOTFS"/etc/apt/sources.list
+
+PYVER="$(chroot "$ROOTFS" python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
+log "python ${PYVER}; importing as ${TAG}"
+tar --numeric-owner -C "$ROOTFS" -c . | docker import \
+  --change 'ENV LANG=C.UTF-8' \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --change 'CMD ["python3"]' \
+  --change "LABEL org.opencontainers.image.title=csc-base org.opencontainers.image.description=\"Debian ${SUITE} minbase + python ${PYVER} (debootstrap, docker import)\" org.opencontainers.image.version=${PYVER}" \
+  - "$TAG" >/dev/null
+[[ "${KEEP_ROOTFS:-0}" == 1 ]] || rm -rf "$ROOTFS"
+log "built ${TAG} in $(( $(date +%s) - t0 ))s: $(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
