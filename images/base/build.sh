@@ -3,7 +3,9 @@
 # debootstrap a minimal Debian (minbase + python3 + venv) from the Debian
 # mirror this machine's apt already uses, trim it, and `docker import` it.
 #
-# Usage: images/base/build.sh [TAG]            (default TAG: csc-base:latest)
+# Usage: images/base/build.sh [--browser] [TAG]   (default TAG: csc-base:latest)
+#   --browser  also chromium + chromedriver + a font (the viewer's screenshots), e.g.
+#              images/base/build.sh --browser csc-base-browser:latest
 # Env:   SUITE (default: this machine's release codename, else bookworm)
 #        MIRROR (default: read from apt's configuration at build time)
 #        KEEP_ROOTFS=1 keeps the unpacked tree under images/base/rootfs
@@ -11,9 +13,11 @@
 # Elsewhere, Dockerfiles use BASE_IMAGE=python:3.11-slim and this script is not needed.
 set -euo pipefail
 
+BROWSER=0
+if [[ "${1:-}" == --browser ]]; then BROWSER=1; shift; fi
 TAG="${1:-csc-base:latest}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOTFS="${HERE}/rootfs"
+ROOTFS="${HERE}/rootfs/$(printf %s "$TAG" | tr -c "A-Za-z0-9_.-" _)"
 
 log() { printf 'base: %s\n' "$*" >&2; }
 die() { printf 'base: error: %s\n' "$*" >&2; exit 1; }
@@ -39,20 +43,31 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 KEYOPT=()
 [[ -f "$KEYRING" ]] && KEYOPT=(--keyring="$KEYRING")
 
+LOGFILE="${TMPDIR:-/tmp}/csc-base-debootstrap.log"
 PACKAGES=python3,python3-venv,ca-certificates
+EXTRA=()   # installed with apt inside the new tree: debootstrap's resolver cannot pick virtual packages
+[[ $BROWSER == 1 ]] && EXTRA=(chromium chromium-driver fonts-dejavu-core)
 log "debootstrap ${SUITE} (minbase + ${PACKAGES}) from ${MIRROR}"
-rm -rf "$ROOTFS"
+rm -rf "$ROOTFS"; mkdir -p "$(dirname "$ROOTFS")"
 t0=$(date +%s)
 debootstrap --variant=minbase --include="$PACKAGES" "${KEYOPT[@]}" "$SUITE" "$ROOTFS" "$MIRROR" \
-  > "${HERE}/debootstrap.log" 2>&1 || { tail -20 "${HERE}/debootstrap.log" >&2; die "debootstrap failed (log: ${HERE}/debootstrap.log)"; }
+  > "$LOGFILE" 2>&1 || { tail -20 "$LOGFILE" >&2; die "debootstrap failed (log: $LOGFILE)"; }
+
+printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$ROOTFS"/etc/apt/sources.list
+if [[ ${#EXTRA[@]} -gt 0 ]]; then
+  log "apt-get install ${EXTRA[*]} in the new tree"
+  printf '#!/bin/sh\nexit 101\n' > "$ROOTFS"/usr/sbin/policy-rc.d; chmod +x "$ROOTFS"/usr/sbin/policy-rc.d
+  { chroot "$ROOTFS" apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive chroot "$ROOTFS" apt-get install -y -qq --no-install-recommends "${EXTRA[@]}"; } \
+    >> "$LOGFILE" 2>&1 || { tail -20 "$LOGFILE" >&2; die "apt-get install ${EXTRA[*]} failed (log: $LOGFILE)"; }
+  chroot "$ROOTFS" apt-get clean; rm -f "$ROOTFS"/usr/sbin/policy-rc.d
+fi
 
 # Trim what a runtime image never needs: apt lists and caches, docs, man pages, locales.
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/cache/debconf/*-old \
        "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
        "$ROOTFS"/var/log/* "$ROOTFS"/tmp/* "$ROOTFS"/root/.cache
 find "$ROOTFS"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'C.*' -exec rm -rf {} + 2>/dev/null || true
-# Point apt at the mirror only through a file the user can replace; image builds do not use apt.
-printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$ROOTFS"/etc/apt/sources.list
 
 PYVER="$(chroot "$ROOTFS" python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
 log "python ${PYVER}; importing as ${TAG}"

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Fill images/wheelhouse/<image>/ with every wheel one stage image installs, so the
+# image build never reaches a package index (DESIGN.md §6): the host resolves and
+# downloads here; the Dockerfile installs with `pip install --no-index --no-deps`.
+#
+# Usage: images/wheelhouse.sh [--local-only] IMAGE...
+#   IMAGE: fetcher trainer exporter predictor-cpu predictor-gpu postprocessor packer evaluator viewer
+#   --local-only  rebuild only the csc-* wheels (sources changed, dependencies did not)
+# Layout per image:  local/  csc-common + csc-<stage> wheels built from services/
+#                    deps/   the resolved third-party wheels (exact set, nothing else)
+# Env: PYTHON (default python3; any CPython with pip), PY_VERSION (default 3.11, the images' Python)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$HERE")"
+WH="${HERE}/wheelhouse"
+PYTHON="${PYTHON:-python3}"
+PY_VERSION="${PY_VERSION:-3.11}"
+PIP=(pip_quiet)
+# pip, minus the host's warnings about its configured find-links folders that do not apply here.
+pip_quiet() { "$PYTHON" -m pip --disable-pip-version-check --quiet "$@" 2> >(grep -v "^WARNING: Location '" >&2); }
+
+log() { printf 'wheelhouse: %s\n' "$*" >&2; }
+die() { printf 'wheelhouse: error: %s\n' "$*" >&2; exit 1; }
+
+# Wheels for the images' interpreter and glibc (Debian bookworm: 2.36), whatever the host runs.
+PLATFORM=(--only-binary=:all: --implementation cp --python-version "$PY_VERSION"
+          --abi "cp${PY_VERSION/./}" --abi abi3 --abi none --platform manylinux2014_x86_64)
+for v in $(seq 17 36); do PLATFORM+=(--platform "manylinux_2_${v}_x86_64"); done
+
+stage_of() { case "$1" in predictor-cpu|predictor-gpu) echo predictor ;; *) echo "$1" ;; esac; }
+
+build_local() {  # IMAGE: csc-common + csc-<stage> wheels from the working tree
+  local image="$1" stage; stage="$(stage_of "$1")"
+  [[ -f "${REPO}/services/${stage}/pyproject.toml" ]] || die "unknown stage '${stage}' (no services/${stage}/pyproject.toml)"
+  rm -rf "${WH}/${image}/local"; mkdir -p "${WH}/${image}/local"
+  "${PIP[@]}" wheel --no-deps -w "${WH}/${image}/local" "${REPO}/services/common" "${REPO}/services/${stage}" \
+    || die "building the csc wheels for ${image} failed"
+  # The schemas are a symlink in the source tree; the wheel must carry the files.
+  unzip -l "${WH}/${image}"/local/csc_common-*.whl | grep -q 'csc_common/schemas/dataset.schema.json' \
+    || die "csc_common wheel lacks schemas/*.json"
+}
+
+resolve_deps() {  # IMAGE: the third-party closure of the local wheels
+  local image="$1" dir="${WH}/$1" extra=() stage; stage="$(stage_of "$1")"
+  local common stagewhl
+  common="$(ls "${dir}"/local/csc_common-*.whl)"; stagewhl="$(ls "${dir}"/local/csc_"${stage}"-*.whl)"
+  rm -rf "${dir}/deps.new"; mkdir -p "${dir}/deps.new"
+  # Direct file references pin csc-* to the local wheels (never a same-named index package).
+  "${PIP[@]}" download "${PLATFORM[@]}" -d "${dir}/deps.new" "${common}" "${stagewhl}" "${extra[@]}" \
+    || die "resolving the dependencies of ${image} failed"
+  rm -f "${dir}"/deps.new/csc_*.whl
+  if [[ "$image" == predictor-gpu ]]; then
+    # Same closure, with onnxruntime swapped for onnxruntime-gpu of the same version (never both).
+    local ort constraints; ort="$(ls "${dir}"/deps.new/onnxruntime-*.whl | sed -E 's#.*/onnxruntime-([^-]+)-.*#\1#')"
+    constraints="$(mktemp)"
+    ls "${dir}"/deps.new/*.whl | sed -E 's#.*/([^-]+)-([^-]+)-.*#\1==\2#' | grep -v '^onnxruntime==' > "$constraints"
+    rm -f "${dir}"/deps.new/onnxruntime-*.whl
+    "${PIP[@]}" download "${PLATFORM[@]}" -d "${dir}/deps.new" -c "$constraints" "onnxruntime-gpu[cuda,cudnn]==${ort}" \
+      || "${PIP[@]}" download "${PLATFORM[@]}" -d "${dir}/deps.new" -c "$constraints" "onnxruntime-gpu==${ort}" \
+      || die "no onnxruntime-gpu ${ort} wheel for this platform"
+    rm -f "$constraints"
+    ! ls "${dir}"/deps.new/onnxruntime-[0-9]*.whl >/dev/null 2>&1 || die "predictor-gpu would carry onnxruntime too"
+  fi
+  rm -rf "${dir}/deps"; mv "${dir}/deps.new" "${dir}/deps"
+  log "${image}: $(ls "${dir}"/deps | wc -l) wheels, $(du -sh "${dir}/deps" | cut -f1)"
+}
+
+LOCAL_ONLY=0
+[[ "${1:-}" == --local-only ]] && { LOCAL_ONLY=1; shift; }
+[[ $# -gt 0 ]] || die "usage: $0 [--local-only] IMAGE..."
+for image in "$@"; do
+  build_local "$image"
+  if [[ $LOCAL_ONLY == 0 || ! -d "${WH}/${image}/deps" ]]; then resolve_deps "$image"; fi
+done

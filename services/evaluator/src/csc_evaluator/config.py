@@ -1,0 +1,61 @@
+"""The evaluator's typed configuration (CLI flags, or a YAML/JSON file via --config).
+
+Both command forms parse into this one dataclass:
+``csc-evaluate SUBMISSION --truth T --test-manifest CSV --output RESULT.json`` and the
+original's ``csc evaluate -s SUBMISSION -t TRUTH -r RESULT [-ic classes]``.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Config:
+    """Score a submission by the CellMap challenge's rules (result.json, result_extended.json, scores manifest)."""
+
+    submission: str = field(
+        default="",
+        metadata={"args": ["submission"], "nargs": "?", "type": str, "metavar": "SUBMISSION",
+                  "help": "submission: a zip, a folder holding exactly one zip, or a zarr folder"},
+    )
+    submission_path: str = field(
+        default="",
+        metadata={"args": ["-s", "--submission-path", "--submission_path"],
+                  "help": "the submission (the original's -s form; same as the positional SUBMISSION)"},
+    )
+    truth: str = field(
+        default="",
+        metadata={"args": ["--truth", "-t", "--truth-path", "--truth_path"],
+                  "help": "ground-truth zarr: crop<N>/<class> arrays with voxel_size attrs (optional <class>_mask)"},
+    )
+    test_manifest: str = field(
+        default="",
+        metadata={"help": "test crop manifest CSV (default: test_crop_manifest.csv beside the truth zarr)"},
+    )
+    output: str = field(
+        default="",
+        metadata={"args": ["--output", "-r", "--result-file", "--result_file"],
+                  "help": "result JSON path (default result.json); RESULT_extended.json is written beside it"},
+    )
+    scores_manifest: str = field(
+        default="", metadata={"help": "scores manifest path (default: scores.json beside the result)"}
+    )
+    instance_classes: str = field(
+        default="",
+        metadata={"args": ["--instance-classes", "-ic", "--instance_classes"],
+                  "help": "comma list of classes scored as instances (default: the challenge's list)"},
+    )
+    compare_empty: bool = field(
+        default=False, metadata={"help": "also score an all-empty submission on the same rows and print both"}
+    )
+    workers: int = field(
+        default=0, metadata={"help": "worker processes (0: MAX_WORKERS env, else CPUs, capped by memory)"}
+    )
+    work_dir: str = field(
+        default="", metadata={"help": "where to extract the zip (a fresh temp folder inside; default system temp)"}
+    )
+    rules: Literal["documented", "official"] = field(
+        default="documented",
+        metadata={"help": "documented: the scorer's documented rules; official: also reproduce where the official "
+                          "code departs from them (see README)"},
+    )

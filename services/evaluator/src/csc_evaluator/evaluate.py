@@ -1,0 +1,274 @@
+"""Score a whole submission: discover (crop, class) jobs, run them in a process pool, aggregate.
+
+Which pairs are scored follows the official scorer: every class array of every
+crop in the ground-truth zarr (``<truth>/crop<N>/<class>``); a pair the
+submission lacks is scored as missing; the geometry a prediction is aligned
+to comes from the test crop manifest row of that pair. ``<class>_mask``
+arrays in the truth multiply both prediction and truth (documented rule).
+
+Jobs run in a process pool sized from the memory actually available
+(cgroup-aware) and are reassembled in job order, so results do not depend on
+the number of workers.
+"""
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from csc_common import align, volumes
+from csc_common.classes import INSTANCE_CLASSES
+from csc_common.crops import CropRow
+from csc_common.errors import GeometryError, InputError
+from csc_common.geometry import Geometry
+from csc_common.log import progress_bar
+
+from csc_evaluator import aggregate, scoring
+from csc_evaluator.constants import Constants
+from csc_evaluator.submission import match_crops, submitted_classes
+
+log = logging.getLogger("csc.evaluate")
+
+Rules = Literal["documented", "official"]
+MASK_SUFFIX = "_mask"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (crop, class) to score; everything a worker process needs, picklable."""
+
+    crop: str
+    label: str
+    truth: str
+    mask: str | None
+    pred: str | None  # None: not submitted (missing)
+    target: dict[str, Any] | None  # test-manifest geometry (json); needed when pred is set
+    instance: bool  # scored as instance (the -ic list)
+    align_kind: str  # resampled as instance/semantic (the built-in list, as upstream)
+    empty: bool = False  # score an all-empty prediction instead of pred (--compare-empty)
+    voxels: int = 0
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    total_evals: int = 0
+
+
+def _is_array(path: Path) -> bool:
+    return (path / ".zarray").is_file()
+
+
+def truth_labels(crop_dir: Path, *, rules: Rules) -> list[str]:
+    """Class arrays of a truth crop; ``*_mask`` arrays are masks, not classes (unless rules='official')."""
+    names = sorted(d.name for d in crop_dir.iterdir() if d.is_dir() and _is_array(d))
+    if rules == "official":
+        return names
+    return [n for n in names if not n.endswith(MASK_SUFFIX)]
+
+
+def _crop_id(name: str, where: Path) -> int:
+    try:
+        return int(name.removeprefix("crop"))
+    except ValueError:
+        raise InputError(f"{where}: truth folder {name!r} is not named crop<N>") from None
+
+
+def plan_jobs(
+    submission_root: Path,
+    truth_root: Path,
+    rows: Sequence[CropRow],
+    *,
+    instance_classes: Sequence[str],
+    rules: Rules = "documented",
+    compare_empty: bool = False,
+) -> tuple[Plan, Plan]:
+    """Jobs for the submission and (with ``compare_empty``) for an all-empty submission."""
+    if not truth_root.is_dir():
+        raise InputError(f"{truth_root}: ground-truth zarr not found")
+    by_key = {(r.crop_id, r.class_label): r for r in rows}
+    order = {cid: k for k, cid in enumerate(dict.fromkeys(r.crop_id for r in rows))}
+    crops = [d.name for d in truth_root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    crops.sort(key=lambda c: (order.get(_crop_id(c, truth_root), len(order)), c))
+    if not crops:
+        raise InputError(f"{truth_root}: ground-truth zarr holds no crop folders")
+    matched = match_crops(submission_root, crops)
+    plan, empty = Plan(total_evals=len(rows)), Plan(total_evals=len(rows))
+    for crop in crops:
+        cid = _crop_id(crop, truth_root)
+        crop_dir = matched.get(crop)
+        pred_entries = submitted_classes(crop_dir) if crop_dir is not None else {}
+        if rules == "official":  # upstream lists arrays only: class groups count as missing
+            pred_entries = {k: v for k, v in pred_entries.items() if _is_array(v)}
+        for label in truth_labels(truth_root / crop, rules=rules):
+            truth = truth_root / crop / label
+            mask = truth_root / crop / f"{label}{MASK_SUFFIX}"
+            row = by_key.get((cid, label))
+            pred = pred_entries.get(label)
+            if pred is not None and row is None:
+                raise InputError(f"crop {cid} class {label}: in the ground truth but not in the test manifest")
+            shape = volumes.open_array(truth).shape
+            common = dict(
+                crop=crop,
+                label=label,
+                truth=str(truth),
+                mask=str(mask) if _is_array(mask) else None,
+                target=row.geometry.to_json() if row is not None else None,
+                instance=label in instance_classes,
+                align_kind="instance" if label in INSTANCE_CLASSES else "semantic",
+                voxels=int(np.prod(shape, dtype=np.int64)),
+            )
+            plan.jobs.append(Job(pred=str(pred) if pred is not None else None, **common))
+            if compare_empty:
+                empty.jobs.append(Job(pred=None, empty=True, **common))
+    return plan, empty
+
+
+def _truth_voxel_size(arr: Any, where: str) -> list[float]:
+    vs = dict(arr.attrs).get("voxel_size")
+    if vs is None:
+        raise InputError(f"{where}: ground-truth array has no 'voxel_size' attribute")
+    return [float(v) for v in vs]
+
+
+def run_job(job: Job, constants: Constants, rules: Rules) -> dict[str, Any]:
+    """Score one job (runs in a worker process). Returns the per-crop record."""
+    where = f"crop {job.crop.removeprefix('crop')} class {job.label}"
+    truth_arr = volumes.open_array(job.truth)
+    if job.pred is None and not job.empty:
+        truth = truth_arr[...]
+        rec = scoring.missing_score(truth, _truth_voxel_size(truth_arr, job.truth), instance=job.instance)
+        return {**rec, "num_voxels": int(truth.size), "voxel_size": _truth_voxel_size(truth_arr, job.truth),
+                "is_missing": True}
+    truth = truth_arr[...]
+    if job.target is not None:
+        target = Geometry.from_json(job.target)
+        voxel_size = list(target.voxel_size)
+        if tuple(truth.shape) != target.shape:
+            raise GeometryError(
+                f"{where}: ground-truth shape {tuple(truth.shape)} does not match the test manifest {target.shape}"
+            )
+    else:
+        voxel_size = _truth_voxel_size(truth_arr, job.truth)
+        target = Geometry(tuple(voxel_size), (0.0, 0.0, 0.0), tuple(truth.shape))  # type: ignore[arg-type]
+    if job.empty:
+        pred = np.zeros(truth.shape, dtype=np.uint8)
+    else:
+        try:
+            pred = align.read_aligned(job.pred, target, kind=job.align_kind)  # type: ignore[arg-type]
+        except InputError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+    if job.mask is not None:
+        mask = volumes.open_array(job.mask)[...]
+        if mask.shape != truth.shape:
+            raise GeometryError(f"{where}: mask shape {mask.shape} does not match the ground truth {truth.shape}")
+        pred = pred * mask
+        truth = truth * mask
+    if job.instance:
+        rec = scoring.score_instance(pred, truth, voxel_size, constants=constants, mode=rules)
+    else:
+        rec = scoring.score_semantic(pred, truth)
+    return {**rec, "num_voxels": int(truth.size), "voxel_size": voxel_size, "is_missing": False}
+
+
+# ---------------------------------------------------------------- pool sizing
+def available_memory() -> int:
+    """Bytes this process may still use: the smaller of free RAM and the cgroup's remaining limit."""
+    import psutil
+
+    avail = int(psutil.virtual_memory().available)
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            raw = Path(limit_file).read_text().strip()
+            if raw == "max":
+                continue
+            limit = int(raw)
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit < (1 << 60):
+            avail = min(avail, max(limit - usage, 0))
+    return avail
+
+
+BYTES_PER_VOXEL = 48  # truth + aligned prediction + components + remap + EDT scratch, instance worst case
+
+
+def pool_size(jobs: Sequence[Job], requested: int | None, *, memory: int | None = None) -> int:
+    """Workers that fit: min(requested or CPUs, jobs, 70 % of available memory / biggest job's peak)."""
+    if not jobs:
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    want = requested or min(cpus, 8)
+    peak = max(j.voxels for j in jobs) * BYTES_PER_VOXEL + (64 << 20)
+    mem = available_memory() if memory is None else memory
+    fit = max(1, int(0.7 * mem) // peak)
+    return max(1, min(want, len(jobs), fit))
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """fork where the OS has it: no re-import of ``__main__`` and a fast start; the parent holds no
+    decompression threads at that point (it has only read zarr metadata)."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    constants: Constants,
+    *,
+    rules: Rules,
+    workers: int,
+    desc: str = "scoring",
+    on_done: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every job; results come back in job order whatever the worker count."""
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].voxels)  # big first: better packing
+    with progress_bar(desc=desc, total=len(jobs), unit="class") as bar:
+        if workers <= 1:
+            for i in order:
+                results[i] = run_job(jobs[i], constants, rules)
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
+                futures = {pool.submit(run_job, jobs[i], constants, rules): i for i in order}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()  # re-raises a worker's error here
+                    bar.update(1)
+    return [r for r in results if r is not None]
+
+
+def assemble(jobs: Sequence[Job], results: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{crop: {label: record}}`` in job order."""
+    per_crop: dict[str, dict[str, dict[str, Any]]] = {}
+    for job, rec in zip(jobs, results, strict=True):
+        per_crop.setdefault(job.crop, {})[job.label] = rec
+    return per_crop
+
+
+def score(
+    plan: Plan,
+    constants: Constants,
+    *,
+    instance_classes: Sequence[str],
+    rules: Rules,
+    workers: int,
+    git_version: str,
+    desc: str = "scoring",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run a plan and return (extended, public) result dicts."""
+    results = run_jobs(plan.jobs, constants, rules=rules, workers=workers, desc=desc)
+    per_crop = assemble(plan.jobs, results)
+    combined = aggregate.combine_scores(per_crop, instance_classes=instance_classes)
+    extended = aggregate.extended_view(per_crop, combined, total_evals=plan.total_evals, git_version=git_version)
+    public = aggregate.public_view(extended, aggregate.submitted_labels(per_crop))
+    return extended, public

@@ -1,0 +1,162 @@
+"""End to end through main(): both command forms, outputs, penalties, bad input -> one line and exit 2."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from csc_common import volumes
+from csc_common.geometry import Geometry
+from csc_common.manifest import read_manifest
+from csc_evaluator.cli import main
+
+
+def _run(tmp_path, sub, *extra, form="new"):
+    if form == "new":
+        argv = [str(sub), "--truth", str(tmp_path / "truth.zarr"), "--output", str(tmp_path / "out" / "result.json")]
+    else:
+        argv = ["-s", str(sub), "-t", str(tmp_path / "truth.zarr"), "-r", str(tmp_path / "out" / "result.json")]
+    return main([*argv, "-q", *extra])
+
+
+def _read(tmp_path):
+    out = tmp_path / "out"
+    return json.loads((out / "result.json").read_text()), json.loads((out / "result_extended.json").read_text())
+
+
+@pytest.mark.parametrize("form", ["new", "original"])
+def test_perfect_submission_scores_one(tmp_path, tiny_case, ev, form):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    z = ev.zip_dir(tmp_path / "sub.zarr", tmp_path / "submission.zip")
+    assert _run(tmp_path, z, form=form) == 0
+    pub, ext = _read(tmp_path)
+    assert pub["overall_score"] == 1.0 and pub["total_evals"] == 4 and pub["num_evals_done"] == 4
+    assert set(pub["label_scores"]) == {"ecs", "mito"}
+    m = read_manifest(tmp_path / "out" / "scores.json", "scores")
+    assert m["overall_score"] == 1.0 and m["result"] == "result.json" and m["extended"] == "result_extended.json"
+    assert ext["crop2"]["mito"]["status"] == "scored"
+
+
+def test_missing_crop_and_pooled_penalties(tmp_path, tiny_case, ev, capsys):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", {"crop1": truth["crop1"]})  # crop2 not submitted
+    assert _run(tmp_path, tmp_path / "sub.zarr", "--compare-empty") == 0
+    pub, ext = _read(tmp_path)
+    iou = 256 / (256 + 216)  # crop2 ecs missing: every one of its 6^3 voxels is a false negative
+    f1 = 2 * 2 / (2 * 2 + 0 + 1)  # crop2 mito missing: its one GT object is a false negative
+    nh = (1.0 + 1.0 + 0.0) / 3  # ... with a Hausdorff entry of 0
+    assert pub["label_scores"]["ecs"]["iou"] == pytest.approx(iou, abs=1e-12)
+    assert pub["label_scores"]["mito"]["f1"] == pytest.approx(f1, abs=1e-12)
+    assert pub["label_scores"]["mito"]["normalized_hausdorff_distance"] == pytest.approx(nh, abs=1e-12)
+    assert pub["overall_score"] == pytest.approx(math.sqrt(math.sqrt(f1 * nh) * iou), abs=1e-12)
+    assert ext["crop2"]["ecs"] == {"tp": 0, "fp": 0, "fn": 216, "status": "missing", "num_voxels": 216,
+                                   "voxel_size": [2.0, 2.0, 2.0], "is_missing": True}
+    assert ext["crop2"]["mito"]["is_missing"] and ext["crop2"]["mito"]["fn"] == 1
+    assert ext["label_scores"]["ecs"]["fn"] == 216
+    m = read_manifest(tmp_path / "out" / "scores.json", "scores")
+    assert m["empty_overall_score"] == 0.0
+
+
+def test_workers_do_not_change_results(tmp_path, tiny_case, ev):
+    _, truth = tiny_case
+    shifted = {c: {k: (np.roll(a, 1, axis=0), g) for k, (a, g) in labels.items()} for c, labels in truth.items()}
+    ev.write_submission(tmp_path / "sub.zarr", shifted)
+    assert _run(tmp_path, tmp_path / "sub.zarr", "--workers", "1") == 0
+    one = _read(tmp_path)
+    assert _run(tmp_path, tmp_path / "sub.zarr", "--workers", "2") == 0
+    assert _read(tmp_path) == one
+    assert 0 < one[0]["overall_score"] < 1
+
+
+def test_instance_class_list_option(tmp_path, tiny_case, ev):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    assert main(["-s", str(tmp_path / "sub.zarr"), "-t", str(tmp_path / "truth.zarr"), "-r",
+                 str(tmp_path / "out" / "result.json"), "-ic", "ecs", "-q"]) == 0
+    pub, _ = _read(tmp_path)
+    assert set(pub["label_scores"]["ecs"]) == {"f1", "normalized_hausdorff_distance", "combined_score"}
+    assert set(pub["label_scores"]["mito"]) == {"iou"}
+
+
+def test_resampled_and_translated_submission(tmp_path, tiny_case, ev):
+    _, truth = tiny_case
+    data, g = truth["crop1"]["mito"]
+    fine = np.repeat(np.repeat(np.repeat(data, 2, 0), 2, 1), 2, 2)
+    sub = {"crop1": {"mito": (fine, Geometry((2.0, 2.0, 2.0), g.translation, fine.shape))}}
+    ev.write_submission(tmp_path / "sub.zarr", sub)
+    assert _run(tmp_path, tmp_path / "sub.zarr") == 0
+    _, ext = _read(tmp_path)
+    assert (ext["crop1"]["mito"]["tp"], ext["crop1"]["mito"]["fp"], ext["crop1"]["mito"]["fn"]) == (2, 0, 0)
+    assert ext["crop1"]["mito"]["hausdorff_norm_sum"] == 2.0
+
+
+def test_ome_ngff_class_group_is_scored_unless_official_rules(tmp_path, tiny_case, ev):
+    _, truth = tiny_case
+    grp = volumes.open_group(tmp_path / "sub.zarr", "w")
+    data, g = truth["crop1"]["ecs"]
+    volumes.write_multiscale(grp.require_group("crop1"), "ecs", [(data, g)])
+    assert _run(tmp_path, tmp_path / "sub.zarr") == 0
+    _, ext = _read(tmp_path)
+    assert ext["crop1"]["ecs"]["status"] == "scored" and ext["crop1"]["ecs"]["tp"] == 256
+    assert _run(tmp_path, tmp_path / "sub.zarr", "--rules", "official") == 0
+    _, ext = _read(tmp_path)
+    assert ext["crop1"]["ecs"]["status"] == "missing"
+
+
+def test_truth_mask_multiplies_both_and_is_not_a_class(tmp_path, tiny_case, ev):
+    _, truth = tiny_case
+    data, g = truth["crop1"]["ecs"]
+    mask = np.zeros(g.shape, np.uint8)
+    mask[:2] = 1
+    ev.write_truth(tmp_path / "truth.zarr", {**truth, "crop1": {**truth["crop1"], "ecs_mask": (mask, g)}})
+    pred = np.ones(g.shape, np.uint8)  # everywhere: without the mask FP = 256
+    ev.write_submission(tmp_path / "sub.zarr", {"crop1": {"ecs": (pred, g)}})
+    assert _run(tmp_path, tmp_path / "sub.zarr") == 0
+    _, ext = _read(tmp_path)
+    assert (ext["crop1"]["ecs"]["tp"], ext["crop1"]["ecs"]["fp"], ext["crop1"]["ecs"]["fn"]) == (128, 0, 0)
+    assert "ecs_mask" not in ext["crop1"]
+    assert _run(tmp_path, tmp_path / "sub.zarr", "--rules", "official") == 0
+    _, ext = _read(tmp_path)
+    assert ext["crop1"]["ecs_mask"]["status"] == "missing"  # the official scores the mask as a class
+
+
+def _one_line_error(capsys, text):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("csc-evaluate: error:") and text in err[0], err
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_case, ev, capsys):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    assert main([str(tmp_path / "sub.zarr"), "--truth", str(tmp_path / "nope.zarr"), "-q"]) == 2
+    _one_line_error(capsys, "nope.zarr: ground-truth zarr folder not found")
+    assert main([str(tmp_path / "sub.zarr"), "--truth", str(tmp_path / "truth.zarr"), "--test-manifest",
+                 str(tmp_path / "none.csv"), "-q"]) == 2
+    _one_line_error(capsys, "none.csv: test crop manifest not found")
+    (tmp_path / "evil.zip").write_bytes(b"")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as zf:
+        zf.writestr("../../escape", b"x")
+    assert _run(tmp_path, tmp_path / "evil.zip") == 2
+    _one_line_error(capsys, "member '../../escape' would extract outside")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ratio_guard_and_shape_mismatch_exit_2(tmp_path, tiny_case, ev, capsys, monkeypatch):
+    _, truth = tiny_case
+    data, g = truth["crop1"]["mito"]
+    fine = np.repeat(np.repeat(np.repeat(data, 2, 0), 2, 1), 2, 2)
+    ev.write_submission(tmp_path / "sub.zarr", {"crop1": {"mito": (fine, Geometry((2.0,) * 3, g.translation, fine.shape))}})
+    monkeypatch.setenv("MAX_VOLUME_SIZE_RATIO", "4")
+    assert _run(tmp_path, tmp_path / "sub.zarr") == 2
+    _one_line_error(capsys, "crop 1 class mito:")
+    monkeypatch.delenv("MAX_VOLUME_SIZE_RATIO")
+    ev.write_manifest_csv(tmp_path / "test_crop_manifest.csv",
+                          [(1, "ecs", g), (1, "mito", Geometry(g.voxel_size, g.translation, (8, 8, 9)))])
+    assert _run(tmp_path, tmp_path / "sub.zarr") == 2
+    _one_line_error(capsys, "crop 1 class mito: ground-truth shape (8, 8, 8) does not match the test manifest (8, 8, 9)")
+    ev.write_manifest_csv(tmp_path / "test_crop_manifest.csv", [(1, "ecs", g)])
+    assert _run(tmp_path, tmp_path / "sub.zarr") == 2
+    _one_line_error(capsys, "crop 1 class mito: in the ground truth but not in the test manifest")

@@ -1,0 +1,114 @@
+"""Submission forms and the safety checks that run before anything is extracted."""
+
+import stat
+import zipfile
+
+import pytest
+from csc_common.errors import SubmissionError
+from csc_evaluator.constants import Constants
+from csc_evaluator.submission import match_crops, open_submission, submitted_classes
+
+C = Constants()
+
+
+def _zip(path, members):
+    """members: list of (name, data, unix_mode or None)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data, mode in members:
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if mode is not None:
+                info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("members", "match"),
+    [
+        ([("../evil", b"x", None)], r"'\.\./evil' would extract outside"),
+        ([("crop1/../../evil", b"x", None)], r"crop1/\.\./\.\./evil"),
+        ([("/etc/evil", b"x", None)], r"'/etc/evil' has an absolute path"),
+        ([("link", b"/etc/passwd", stat.S_IFLNK | 0o777)], r"'link' is a symlink"),
+        ([("fifo", b"", stat.S_IFIFO | 0o644)], r"'fifo' is a special file"),
+        ([("a", b"x", None), ("a", b"y", None)], r"'a' appears twice"),
+        ([("c:/evil", b"x", None)], r"absolute path"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_hostile_members_are_refused_by_name(tmp_path, members, match):
+    z = _zip(tmp_path / "bad.zip", members)
+    with pytest.raises(SubmissionError, match=match):
+        open_submission(z, C, work_dir=tmp_path)
+    assert not (tmp_path / "bad.zarr").exists()
+    assert not list(tmp_path.glob("csc-evaluate-*"))  # the temp dir is gone
+    assert not (tmp_path.parent / "evil").exists()
+
+
+def test_size_count_and_ratio_limits(tmp_path, monkeypatch):
+    z = _zip(tmp_path / "big.zip", [("a", b"0" * 3_000_000, None), ("b", b"1", None)])
+    monkeypatch.setenv("MAX_UNCOMPRESSED_SIZE", "1000")
+    with pytest.raises(SubmissionError, match="MAX_UNCOMPRESSED_SIZE"):
+        open_submission(z, Constants.from_env(), work_dir=tmp_path)
+    monkeypatch.delenv("MAX_UNCOMPRESSED_SIZE")
+    monkeypatch.setenv("CSC_MAX_ZIP_MEMBERS", "1")
+    with pytest.raises(SubmissionError, match="2 members exceed the limit of 1"):
+        open_submission(z, Constants.from_env(), work_dir=tmp_path)
+    monkeypatch.delenv("CSC_MAX_ZIP_MEMBERS")
+    monkeypatch.setenv("CSC_MAX_COMPRESSION_RATIO", "50")
+    with pytest.raises(SubmissionError, match=r"member 'a' compression ratio \d+:1 exceeds 50:1"):
+        open_submission(z, Constants.from_env(), work_dir=tmp_path)
+
+
+def test_not_a_zip_and_two_zips(tmp_path):
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(SubmissionError, match="not a zip file"):
+        open_submission(tmp_path / "x.txt", C)
+    d = tmp_path / "two"
+    d.mkdir()
+    _zip(d / "a.zip", [("a", b"x", None)])
+    _zip(d / "b.zip", [("a", b"x", None)])
+    with pytest.raises(SubmissionError, match="holds 2 zip files"):
+        open_submission(d, C)
+    with pytest.raises(SubmissionError, match="not found"):
+        open_submission(tmp_path / "nope.zip", C)
+
+
+def test_fresh_extraction_every_run(tmp_path, tiny_case, ev):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "s1.zarr", {"crop1": {"ecs": truth["crop1"]["ecs"]}})
+    z = ev.zip_dir(tmp_path / "s1.zarr", tmp_path / "sub.zip")
+    with open_submission(z, C, work_dir=tmp_path) as sub:
+        assert set(submitted_classes(sub.root / "crop1")) == {"ecs"}
+        first = sub.root
+    assert not first.exists()  # removed after use
+    ev.write_submission(tmp_path / "s2.zarr", {"crop1": {"mito": truth["crop1"]["mito"]}})
+    ev.zip_dir(tmp_path / "s2.zarr", z)  # same zip path, new content
+    with open_submission(z, C, work_dir=tmp_path) as sub:
+        assert set(submitted_classes(sub.root / "crop1")) == {"mito"}  # never a stale cache
+    assert not (tmp_path / "sub.zarr").exists()
+
+
+def test_nested_zarr_is_hoisted_and_folder_with_one_zip(tmp_path, tiny_case, ev):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "wrap" / "inner" / "my.zarr", {"crop1": {"ecs": truth["crop1"]["ecs"]}})
+    (tmp_path / "holder").mkdir()
+    z = ev.zip_dir(tmp_path / "wrap", tmp_path / "holder" / "x.zip")
+    with open_submission(tmp_path / "holder", C, work_dir=tmp_path) as sub:
+        assert sub.root.name == "my.zarr" and sub.source == z
+        assert "ecs" in submitted_classes(sub.root / "crop1")
+    with open_submission(tmp_path / "wrap", C) as sub:  # an unzipped folder is used in place
+        assert sub.root == tmp_path / "wrap" / "inner" / "my.zarr" and sub.tmp is None
+    ev.write_submission(tmp_path / "wrap" / "other.zarr", {})
+    with pytest.raises(SubmissionError, match="contains 2 zarr folders"):
+        open_submission(tmp_path / "wrap", C)
+
+
+def test_crop_prefix_fallback(tmp_path):
+    (tmp_path / "sub" / "1").mkdir(parents=True)
+    (tmp_path / "sub" / "2").mkdir(parents=True)
+    assert match_crops(tmp_path / "sub", ["crop1", "crop3"]) == {"crop1": tmp_path / "sub" / "1"}
+    (tmp_path / "sub" / "crop3").mkdir()
+    assert match_crops(tmp_path / "sub", ["crop1", "crop3"]) == {"crop3": tmp_path / "sub" / "crop3"}
+    with pytest.raises(SubmissionError, match="no crop of the ground truth"):
+        match_crops(tmp_path / "sub", ["crop9"])

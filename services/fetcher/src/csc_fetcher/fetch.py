@@ -1,0 +1,487 @@
+"""The fetch stage: manifests -> plan -> verified parallel copy -> local tree + ``dataset`` manifest.
+
+Reads: the challenge's crop manifests (manifest.csv for training crops, the
+test crop manifest for test crops) and a source bucket (S3, or a local folder
+in bucket layout such as the generated synthetic data).
+Writes under ``--dest`` (UPSTREAM.md §2.5)::
+
+    <ds>/<ds>.zarr/recon-1/em/fibsem-uint8/{.zattrs, sN/.zarray, sN/<chunks near crops>}
+    <ds>/<ds>.zarr/recon-1/labels/groundtruth/crop<N>/<class>/...   (training crops)
+    test_crop_manifest.csv                                           (selected test rows)
+    ground_truth.zarr/crop<N>/<class>                                (synthetic only: held-apart truth)
+
+and last the ``dataset`` manifest at ``--output``. Everything is validated
+(manifests, crop ids, classes, datasets, the endpoint) before anything is
+written, so bad input exits 2 leaving nothing behind.
+"""
+
+import logging
+import shutil
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from csc_common.classes import class_kind
+from csc_common.crops import CropRow, merged_crop_box, parse_crop_manifest, write_crop_manifest
+from csc_common.errors import InputError
+from csc_common.fsutil import atomic_write_text
+from csc_common.geometry import Box
+from csc_common.manifest import Manifest, new_manifest, now, relpath, write_manifest
+from csc_common.volumes import Level, parse_multiscales
+
+from csc_fetcher import synthetic
+from csc_fetcher.config import Config
+from csc_fetcher.io import DEFAULT_BUCKET, default_location, read_text
+from csc_fetcher.plan import (
+    EM_PATH,
+    ArrayMeta,
+    Selection,
+    TrainCrop,
+    chunk_key,
+    chunk_ranges,
+    default_workers,
+    effective_batch,
+    finest_voxel_size,
+    parse_fetch_manifest,
+    row_prefix,
+    select,
+    select_levels,
+    split_list,
+)
+from csc_fetcher.sources import LocalSource, ObjectInfo, RetryPolicy, S3Source, Source, parse_s3_url
+from csc_fetcher.transfer import Item, Result, copy, remove_stale_parts
+
+log = logging.getLogger("csc.fetch")
+T = TypeVar("T")
+ZGROUP = b'{\n  "zarr_format": 2\n}\n'
+ASSUMED_BANDWIDTH = 100e6  # bytes/s, for the dry-run estimate only
+
+
+@dataclass
+class ClassInfo:
+    name: str
+    path: str  # label group inside the dataset zarr
+    levels: list[Level]
+
+
+@dataclass
+class CropPlan:
+    crop_id: int
+    dataset: str
+    split: str
+    box: Box
+    classes: list[ClassInfo] = field(default_factory=list)  # training crops
+    rows: list[CropRow] = field(default_factory=list)  # test crops
+    em_levels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DatasetPlan:
+    name: str
+    levels: list[Level]
+    metas: dict[str, ArrayMeta]
+    fetched_levels: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Plan:
+    source: Source
+    source_label: str
+    datasets: dict[str, DatasetPlan]
+    crops: list[CropPlan]
+    items: list[Item]
+    missing_chunks: int
+    test_rows: list[CropRow]
+    truth: bool
+    manifests: dict[str, str]
+
+
+def _pmap(fn: Callable[[Any], T], args: Sequence[Any], workers: int) -> list[T]:
+    """``map`` over a thread pool (metadata reads and listings are latency-bound)."""
+    if len(args) <= 1 or workers <= 1:
+        return [fn(a) for a in args]
+    with ThreadPoolExecutor(max_workers=min(workers, len(args)), thread_name_prefix="plan") as pool:
+        return list(pool.map(fn, args))
+
+
+def _floats(text: str | None) -> list[float] | None:
+    items = split_list(text)
+    if items is None:
+        return None
+    try:
+        vals = [float(v) for v in items]
+    except ValueError:
+        raise InputError(f"--resolution: expected voxel sizes in nm like 8 or 8,16, got {text!r}") from None
+    if any(v <= 0 for v in vals):
+        raise InputError(f"--resolution: voxel sizes must be positive, got {text!r}")
+    return vals
+
+
+# ------------------------------------------------------------------------------------------------
+# Sources and manifests
+
+
+def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str, Callable[[], None]]:
+    """(source or None for S3 until the bucket is known, label, train manifest text, test manifest text, prepare).
+
+    ``prepare`` materialises the source (generates the synthetic bucket); it is
+    called only after the selection was validated.
+    """
+    dest = Path(cfg.dest)
+    if cfg.source == "synthetic":
+        bucket_dir = Path(cfg.bucket_dir) if cfg.bucket_dir else dest / ".synthetic-bucket"
+        spec = synthetic.build_spec(cfg.seed, cfg.size)
+        train_text = (read_text(cfg.manifest) if cfg.manifest else synthetic.manifest_csv(spec))
+        test_text = (read_text(cfg.test_manifest) if cfg.test_manifest
+                     else write_crop_manifest(synthetic.crop_rows(spec, "test")))
+        label = f"synthetic (seed {cfg.seed}, size {cfg.size}) at {bucket_dir}"
+        return (LocalSource(bucket_dir), label, train_text, test_text,
+                lambda: synthetic.generate(bucket_dir, seed=cfg.seed, size=cfg.size))
+    if cfg.source == "local":
+        if not cfg.bucket_dir:
+            raise InputError("--source local needs --bucket-dir (a folder in bucket layout)")
+        root = Path(cfg.bucket_dir)
+        train_text = read_text(cfg.manifest or str(root / "manifest.csv"))
+        test_text = read_text(cfg.test_manifest or str(root / "test_crop_manifest.csv"))
+        return LocalSource(root), str(root), train_text, test_text, lambda: None
+    train_text = read_text(cfg.manifest or default_location("manifest"), endpoint_url=cfg.endpoint_url)
+    test_text = read_text(cfg.test_manifest or default_location("test_manifest"), endpoint_url=cfg.endpoint_url)
+    return None, "", train_text, test_text, lambda: None
+
+
+def _bucket_of(train: Sequence[TrainCrop]) -> str:
+    buckets = {parse_s3_url(t.crop_url)[0] for t in train} | {parse_s3_url(t.em_url)[0] for t in train}
+    if len(buckets) > 1:
+        raise InputError(f"the training manifest names several buckets ({', '.join(sorted(buckets))}); expected one")
+    return buckets.pop() if buckets else DEFAULT_BUCKET
+
+
+# ------------------------------------------------------------------------------------------------
+# Planning
+
+
+def _em_key(ds: str) -> str:
+    return f"{ds}/{ds}.zarr/{EM_PATH}"
+
+
+def _read_multiscale(source: Source, group_key: str, workers: int) -> tuple[list[Level], dict[str, ArrayMeta], dict[str, bytes]]:
+    """Levels + array metadata of a multiscale group, and the raw metadata documents (to copy verbatim)."""
+    raw: dict[str, bytes] = {}
+    zattrs = source.get(f"{group_key}/.zattrs")
+    if zattrs is None:
+        raise InputError(f"{source.name}/{group_key}: no multiscale group (.zattrs missing)")
+    raw[".zattrs"] = zattrs
+    attrs = read_json_bytes(zattrs, f"{source.name}/{group_key}/.zattrs")
+    paths = [d.get("path") for d in attrs.get("multiscales", [{}])[0].get("datasets", [])] if isinstance(
+        attrs.get("multiscales"), list) and attrs["multiscales"] else []
+    if not paths:
+        raise InputError(f"{source.name}/{group_key}/.zattrs: no OME-NGFF multiscales datasets")
+    keys = [".zgroup"] + [f"{p}/.zarray" for p in paths] + [f"{p}/.zattrs" for p in paths]
+    docs = _pmap(lambda k: source.get(f"{group_key}/{k}"), keys, workers)
+    metas: dict[str, ArrayMeta] = {}
+    shapes: dict[str, Sequence[int]] = {}
+    for k, doc in zip(keys, docs, strict=False):
+        if doc is None:
+            continue
+        raw[k] = doc
+        if k.endswith("/.zarray"):
+            p = k.rsplit("/", 1)[0]
+            meta = ArrayMeta.from_zarray(read_json_bytes(doc, f"{source.name}/{group_key}/{k}"), f"{group_key}/{k}")
+            metas[p] = meta
+            shapes[p] = meta.shape
+    raw.setdefault(".zgroup", ZGROUP)
+    levels = parse_multiscales(attrs, shapes, f"{source.name}/{group_key}")
+    return levels, metas, raw
+
+
+def read_json_bytes(data: bytes, where: str) -> dict[str, Any]:
+    import json
+
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    return doc
+
+
+def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers: int, label: str,
+               manifests: dict[str, str]) -> Plan:
+    """Everything to copy: metadata, label objects of the selected crops/classes, EM chunks near crops."""
+    resolutions = _floats(cfg.resolution)
+    pad = int(cfg.raw_padding)
+    items: list[Item] = []
+    ds_names = list(dict.fromkeys([t.dataset for t in sel.train] + [rows[0].dataset for rows in sel.test.values()]))
+    datasets: dict[str, DatasetPlan] = {}
+
+    def em_meta(ds: str) -> tuple[str, tuple[list[Level], dict[str, ArrayMeta], dict[str, bytes]]]:
+        return ds, _read_multiscale(source, _em_key(ds), workers)
+
+    for ds, (levels, metas, raw) in _pmap(em_meta, ds_names, workers):
+        datasets[ds] = DatasetPlan(ds, levels, metas)
+        for k, data in raw.items():
+            items.append(Item(f"{_em_key(ds)}/{k}", dest / _em_key(ds) / k, data=data))
+        # the group chain above the EM (and the labels) so the local zarr opens as a hierarchy
+        chain = [f"{ds}/{ds}.zarr", f"{ds}/{ds}.zarr/recon-1", f"{ds}/{ds}.zarr/recon-1/em"]
+        if any(t.dataset == ds for t in sel.train):
+            chain += [f"{ds}/{ds}.zarr/recon-1/labels", f"{ds}/{ds}.zarr/recon-1/labels/groundtruth"]
+        keys = [f"{g}/{n}" for g in chain for n in (".zgroup", ".zattrs")]
+        for k, data in zip(keys, _pmap(source.get, keys, workers), strict=False):
+            if data is None and k.endswith(".zgroup"):
+                data = ZGROUP
+            if data is not None:
+                items.append(Item(k, dest / k, data=data))
+
+    crops: list[CropPlan] = []
+
+    def plan_train(t: TrainCrop) -> tuple[CropPlan | None, list[Item]]:
+        _, crop_key = parse_s3_url(t.crop_url)
+        crop_key = crop_key.rstrip("/")
+        objs = list(source.list(crop_key + "/"))
+        if not objs:
+            log.warning("crop %d (%s): no ground truth at %s/%s; skipped", t.crop_id, t.dataset, source.name, crop_key)
+            return None, []
+        present = sorted({o.key[len(crop_key) + 1:].split("/", 1)[0] for o in objs
+                          if o.key[len(crop_key) + 1:].count("/") >= 1})
+        wanted = [c for c in present if sel.classes is None or c in sel.classes]
+        if not wanted:
+            log.info("crop %d (%s): none of the requested classes annotated; skipped", t.crop_id, t.dataset)
+            return None, []
+        label_root = crop_key.split("/", 2)[2]  # path inside the dataset zarr (after "<ds>/<ds>.zarr/")
+        infos = []
+        for c in wanted:
+            if c == "all" and sel.classes is None:
+                continue  # copied, but not listed as a class
+            levels, _, _ = _read_multiscale(source, f"{crop_key}/{c}", 1)
+            infos.append(ClassInfo(c, f"{label_root}/{c}", levels))
+        keep = []
+        for o in objs:
+            rel = o.key[len(crop_key) + 1:]
+            if "/" not in rel or rel.split("/", 1)[0] in wanted:
+                keep.append(Item(o.key, dest / o.key, info=o))
+        if not infos:
+            return None, keep
+        box = infos[0].levels[0].geometry.box
+        for ci in infos[1:]:
+            box = box.union(ci.levels[0].geometry.box)
+        cp = CropPlan(t.crop_id, t.dataset, "train", box, classes=infos)
+        cp.em_levels = [lv.path for lv in select_levels(
+            datasets[t.dataset].levels, finest_voxel_size(ci.levels[0].geometry.voxel_size for ci in infos),
+            all_resolutions=cfg.fetch_all_em_resolutions, resolutions=resolutions)]
+        return cp, keep
+
+    for cp, keep in _pmap(plan_train, sel.train, workers):
+        items.extend(keep)
+        if cp is not None:
+            crops.append(cp)
+    for cid, rows in sel.test.items():
+        ds = rows[0].dataset
+        cp = CropPlan(cid, ds, "test", merged_crop_box(rows), rows=list(rows))
+        cp.em_levels = [lv.path for lv in select_levels(
+            datasets[ds].levels, finest_voxel_size(r.geometry.voxel_size for r in rows),
+            all_resolutions=cfg.fetch_all_em_resolutions, resolutions=resolutions)]
+        crops.append(cp)
+
+    # EM chunks: union of every crop's chunk ranges per level, listed row by row (one request per row).
+    needed: dict[tuple[str, str], set[tuple[int, int, int]]] = defaultdict(set)
+    for cp in crops:
+        dp = datasets[cp.dataset]
+        by_path = {lv.path: lv for lv in dp.levels}
+        for path in cp.em_levels:
+            meta = dp.metas[path]
+            rr = chunk_ranges(by_path[path].geometry, meta, cp.box, pad)
+            if rr is None:
+                continue
+            dp.fetched_levels.add(path)
+            needed[(cp.dataset, path)].update((z, y, x) for z in rr[0] for y in rr[1] for x in rr[2])
+    rows_to_list = []
+    for (ds, path), idx in sorted(needed.items()):
+        meta = datasets[ds].metas[path]
+        for zy in sorted({(z, y) for z, y, _ in idx}):
+            rows_to_list.append((ds, path, zy, row_prefix(f"{_em_key(ds)}/{path}", zy, meta)))
+    listed: dict[str, ObjectInfo] = {}
+    for objs in _pmap(lambda r: list(source.list(r[3])), rows_to_list, workers):
+        listed.update((o.key, o) for o in objs)
+    missing = 0
+    for (ds, path), idx in sorted(needed.items()):
+        meta = datasets[ds].metas[path]
+        for zyx in sorted(idx):
+            key = chunk_key(f"{_em_key(ds)}/{path}", zyx, meta)
+            if key in listed:
+                items.append(Item(key, dest / key, info=listed[key]))
+            else:
+                missing += 1  # never written upstream: reads back as the fill value
+
+    truth = False
+    test_rows = [r for rows in sel.test.values() for r in rows]
+    if cfg.source == "synthetic" and sel.test:
+        root = synthetic.TRUTH_PREFIX
+        for k in (f"{root}/.zgroup", f"{root}/.zattrs"):
+            data = source.get(k)
+            if data is not None:
+                items.append(Item(k, dest / "ground_truth.zarr" / k[len(root) + 1:], data=data))
+        for cid, rows in sel.test.items():
+            wanted = {r.class_label for r in rows}
+            for o in source.list(f"{root}/crop{cid}/"):
+                rel = o.key[len(root) + 1:]
+                parts = rel.split("/")
+                if len(parts) == 2 or parts[1] in wanted:
+                    items.append(Item(o.key, dest / "ground_truth.zarr" / rel, info=o))
+        truth = True
+    return Plan(source, label, datasets, crops, items, missing, test_rows, truth, manifests)
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+
+
+def _mib(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _hms(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def describe_plan(plan: Plan, workers: int) -> str:
+    """The dry-run report: datasets, crops, objects, bytes, estimated time."""
+    from csc_fetcher.transfer import is_complete
+
+    todo = [it for it in plan.items if not is_complete(it)]
+    nbytes = sum(it.size for it in todo)
+    total_bytes = sum(it.size for it in plan.items)
+    st = plan.source.stats
+    lat = st.latency_s / st.requests if st.requests and st.latency_s else 0.0
+    est = max(len(todo) * lat / workers, nbytes / ASSUMED_BANDWIDTH)
+    n_train = sum(c.split == "train" for c in plan.crops)
+    lines = [f"plan: fetch from {plan.source_label}",
+             f"  datasets: {len(plan.datasets)}   crops: {n_train} train, {len(plan.crops) - n_train} test",
+             f"  {'dataset':<24} {'crops':>5}  {'em levels':<14} {'objects':>8} {'bytes':>11}"]
+    for ds, dp in plan.datasets.items():
+        prefix = f"{ds}/"
+        its = [it for it in plan.items if it.key.startswith(prefix)]
+        lines.append(f"  {ds:<24} {sum(c.dataset == ds for c in plan.crops):>5}  "
+                     f"{','.join(sorted(dp.fetched_levels)) or '-':<14} {len(its):>8} {_mib(sum(i.size for i in its)):>11}")
+    lines.append(f"  total: {len(plan.items)} objects, {_mib(total_bytes)}; already present: "
+                 f"{len(plan.items) - len(todo)}; to fetch: {len(todo)} objects, {_mib(nbytes)}; "
+                 f"chunks never written (fill value): {plan.missing_chunks}")
+    lines.append(f"  estimated time: {_hms(est)} with {workers} workers "
+                 f"({lat * 1000:.0f} ms per request measured while planning; assuming {ASSUMED_BANDWIDTH / 1e6:.0f} MB/s)")
+    return "\n".join(lines)
+
+
+def _level_json(lv: Level, fetched: bool | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"path": lv.path, **lv.geometry.to_json()}
+    if fetched is not None:
+        d["fetched"] = fetched
+    return d
+
+
+def dataset_manifest(plan: Plan, res: Result, dest: Path, output: Path, started: str, args: list[str]) -> dict[str, Any]:
+    datasets = [{
+        "name": ds,
+        "zarr": relpath(dest / ds / f"{ds}.zarr", output),
+        "em": {"path": EM_PATH, "levels": [_level_json(lv, lv.path in dp.fetched_levels) for lv in dp.levels]},
+    } for ds, dp in plan.datasets.items()]
+    crops = []
+    for cp in plan.crops:
+        if cp.split == "train":
+            classes = [{"name": ci.name, "kind": class_kind(ci.name), "path": ci.path,
+                        "geometry": ci.levels[0].geometry.to_json(),
+                        "levels": [_level_json(lv) for lv in ci.levels]} for ci in cp.classes]
+        else:
+            classes = [{"name": r.class_label, "kind": class_kind(r.class_label), "geometry": r.geometry.to_json()}
+                       for r in cp.rows]
+        crops.append({"id": cp.crop_id, "dataset": cp.dataset, "split": cp.split, "classes": classes,
+                      "em_levels": cp.em_levels,
+                      "box": {"start": list(cp.box.start), "stop": list(cp.box.stop)}})
+    body: dict[str, Any] = {
+        "source": plan.source_label,
+        "datasets": datasets,
+        "crops": crops,
+        "test_manifest": relpath(dest / "test_crop_manifest.csv", output),
+        "manifests": plan.manifests,
+        "counts": {"objects": len(plan.items), "bytes": sum(it.size for it in plan.items),
+                   "fetched_objects": res.fetched, "fetched_bytes": res.bytes, "skipped_objects": res.skipped,
+                   "missing_chunks": plan.missing_chunks + res.missing,
+                   "requests": plan.source.stats.requests, "retries": plan.source.stats.retries},
+    }
+    if plan.truth:
+        body["truth"] = relpath(dest / "ground_truth.zarr", output)
+    return new_manifest("dataset", "fetcher", started, args=args, **body)
+
+
+# ------------------------------------------------------------------------------------------------
+# The stage
+
+
+def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
+    """Fetch what ``cfg`` selects; returns the written manifest (None for --dry-run / --zip)."""
+    started = now()
+    t0 = time.perf_counter()
+    dest = Path(cfg.dest)
+    output = Path(cfg.output) if cfg.output else dest / "dataset.json"
+    workers = default_workers(cfg.num_workers)
+    effective_batch(cfg.batch_size, 0, workers)
+    if cfg.raw_padding < 0:
+        raise InputError(f"--raw-padding must be >= 0, got {cfg.raw_padding}")
+    if cfg.retries < 1:
+        raise InputError(f"--retries must be >= 1, got {cfg.retries}")
+    _floats(cfg.resolution)
+    source, label, train_text, test_text, prepare = open_source(cfg, workers)
+    train_loc = cfg.manifest or ("<synthetic>" if cfg.source == "synthetic" else default_location("manifest"))
+    test_loc = cfg.test_manifest or ("<synthetic>" if cfg.source == "synthetic" else default_location("test_manifest"))
+    train = parse_fetch_manifest(train_text, train_loc)
+    test_rows = parse_crop_manifest(test_text, test_loc)
+    sel = select(train, test_rows, crops=cfg.crops, datasets=split_list(cfg.datasets), classes=split_list(cfg.classes))
+    if source is None:
+        bucket = _bucket_of(train)
+        source = S3Source(bucket, endpoint_url=cfg.endpoint_url, workers=workers,
+                          retry=RetryPolicy(attempts=cfg.retries), read_timeout=cfg.timeout)
+        label = source.name
+    if cfg.zip:
+        from csc_fetcher.zipfetch import fetch_zip
+
+        fetch_zip(cfg, source, dest)
+        return None
+    if not sel.train and not sel.test:
+        raise InputError(f"--crops {cfg.crops!r} with the given filters selects no crop")
+    prepare()
+    source.check()
+    plan = build_plan(source, sel, cfg, dest, workers, label, {"train": train_loc, "test": test_loc})
+    if cfg.dry_run:
+        print(describe_plan(plan, workers), file=sys.stdout, flush=True)
+        return None
+
+    roots = [dest / ds / f"{ds}.zarr" for ds in plan.datasets] + ([dest / "ground_truth.zarr"] if plan.truth else [])
+    if cfg.access_mode == "overwrite":
+        for r in roots:
+            if r.exists():
+                log.info("overwrite: removing %s", r)
+                shutil.rmtree(r)
+    remove_stale_parts(roots)
+    res = copy(plan.items, source, workers=workers, batch_size=cfg.batch_size)
+    atomic_write_text(dest / "test_crop_manifest.csv", write_crop_manifest(plan.test_rows))
+    data = dataset_manifest(plan, res, dest, output, started, list(sys.argv[1:] if args is None else args))
+    man = write_manifest(output, data)
+    dt = time.perf_counter() - t0
+    n_train = sum(c.split == "train" for c in plan.crops)
+    log.info("fetched %d crops (%d train, %d test) of %d dataset(s) from %s",
+             len(plan.crops), n_train, len(plan.crops) - n_train, len(plan.datasets), label)
+    log.info("objects: %d fetched (%s), %d already present, %d chunks never written (fill value); "
+             "%d requests, %d retries; %.1f s (%.0f objects/s)",
+             res.fetched, _mib(res.bytes), res.skipped, plan.missing_chunks + res.missing,
+             source.stats.requests, source.stats.retries, dt, res.fetched / dt if dt > 0 else 0.0)
+    log.info("wrote %s", output)
+    return man

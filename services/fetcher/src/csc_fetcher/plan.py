@@ -1,0 +1,236 @@
+"""What to fetch: crop selection, EM level choice and chunk keys per crop box (pure functions).
+
+Nothing here does I/O. The rules follow the original fetch-data
+(UPSTREAM.md §1.1, §2.3): a crop box in nm is converted into each chosen EM
+level's own index space (its scale and translation), padded by the same
+number of voxels at every level, clipped at the volume edge, and only the
+chunk keys intersecting that region are fetched.
+"""
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from csc_common.classes import TESTED_CLASSES
+from csc_common.crops import CropRow
+from csc_common.errors import InputError
+from csc_common.geometry import Box, Geometry
+from csc_common.volumes import Level
+
+FETCH_MANIFEST_HEADER = ("crop_number", "collection", "alignment", "crop_url", "em_url")
+EM_PATH = "recon-1/em/fibsem-uint8"
+GT_PATH = "recon-1/labels/groundtruth"
+EXTRA_CLASSES = ("all",)  # the combined label array every real crop carries
+
+
+@dataclass(frozen=True)
+class TrainCrop:
+    """One row of the challenge's manifest.csv: where a training crop's labels and EM live."""
+
+    crop_id: int
+    dataset: str
+    alignment: str
+    crop_url: str
+    em_url: str
+
+
+@dataclass(frozen=True)
+class ArrayMeta:
+    """The parts of a ``.zarray`` that decide chunk keys."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    separator: str
+    fill_value: Any
+
+    @classmethod
+    def from_zarray(cls, doc: dict[str, Any], where: str) -> "ArrayMeta":
+        try:
+            shape, chunks = tuple(int(v) for v in doc["shape"]), tuple(int(v) for v in doc["chunks"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{where}: .zarray lacks integer 'shape'/'chunks'") from None
+        if len(shape) != len(chunks) or len(shape) < 3 or any(c <= 0 for c in chunks):
+            raise InputError(f"{where}: .zarray shape {list(shape)} / chunks {list(chunks)} do not fit together")
+        return cls(shape, chunks, str(doc.get("dimension_separator") or "."), doc.get("fill_value"))
+
+
+def parse_fetch_manifest(text: str, source: str) -> list[TrainCrop]:
+    """Parse manifest.csv (plain comma split, as the original does); errors name the line."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or tuple(h.strip() for h in lines[0].split(",")) != FETCH_MANIFEST_HEADER:
+        got = lines[0] if lines else "an empty file"
+        raise InputError(f"{source}: header must be {','.join(FETCH_MANIFEST_HEADER)}, got {got!r}")
+    out = []
+    for n, line in enumerate(lines[1:], start=2):
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 5:
+            raise InputError(f"{source} line {n}: expected 5 comma-separated fields, got {len(parts)}")
+        try:
+            cid = int(parts[0])
+        except ValueError:
+            raise InputError(f"{source} line {n}: crop_number must be an integer, got {parts[0]!r}") from None
+        if not parts[3].startswith("s3://") or not parts[4].startswith("s3://"):
+            raise InputError(f"{source} line {n}: crop_url and em_url must be s3:// URLs")
+        out.append(TrainCrop(cid, parts[1], parts[2], parts[3], parts[4]))
+    return out
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; None/empty -> None."""
+    if text is None:
+        return None
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    return items or None
+
+
+@dataclass(frozen=True)
+class Selection:
+    train: list[TrainCrop]
+    test: dict[int, list[CropRow]]  # crop id -> its test-manifest rows
+    classes: list[str] | None  # None = every class
+
+
+def select(
+    train: Sequence[TrainCrop],
+    test_rows: Sequence[CropRow],
+    *,
+    crops: str = "all",
+    datasets: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+) -> Selection:
+    """Which crops to fetch: ``crops`` is ``all``, ``test``, ``train`` or a comma list of ids.
+
+    Unknown crop ids, datasets or class names are input errors (exit 2), so a
+    typo never turns into a silent empty download.
+    """
+    if classes is not None:
+        known = set(TESTED_CLASSES) | set(EXTRA_CLASSES) | {r.class_label for r in test_rows}
+        bad = [c for c in classes if c not in known]
+        if bad:
+            raise InputError(f"unknown class(es) {', '.join(bad)}; expected names from tested_classes.csv, e.g. mito, nuc, er")
+    all_ds = {t.dataset for t in train} | {r.dataset for r in test_rows}
+    if datasets is not None:
+        bad = [d for d in datasets if d not in all_ds]
+        if bad:
+            raise InputError(f"unknown dataset(s) {', '.join(bad)}; the manifests list {', '.join(sorted(all_ds))}")
+    test_by_id: dict[int, list[CropRow]] = {}
+    for r in test_rows:
+        test_by_id.setdefault(r.crop_id, []).append(r)
+    mode = crops.strip().lower()
+    if mode == "all":
+        tr, te = list(train), dict(test_by_id)
+    elif mode == "test":
+        tr, te = [], dict(test_by_id)
+    elif mode == "train":
+        tr, te = list(train), {}
+    else:
+        ids = []
+        for tok in crops.split(","):
+            tok = tok.strip().removeprefix("crop")
+            if not tok:
+                continue
+            try:
+                ids.append(int(tok))
+            except ValueError:
+                raise InputError(f"--crops: expected 'all', 'test', 'train' or comma-separated crop ids, got {crops!r}") from None
+        by_id = {t.crop_id: t for t in train}
+        unknown = [i for i in ids if i not in by_id and i not in test_by_id]
+        if unknown:
+            raise InputError(f"unknown crop id(s) {', '.join(map(str, unknown))}: in neither the training manifest nor the test crop manifest")
+        tr = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+        te = {i: test_by_id[i] for i in dict.fromkeys(ids) if i in test_by_id}
+    if datasets is not None:
+        tr = [t for t in tr if t.dataset in datasets]
+        te = {i: rows for i, rows in te.items() if rows[0].dataset in datasets}
+    if classes is not None:
+        te = {i: [r for r in rows if r.class_label in classes] for i, rows in te.items()}
+        te = {i: rows for i, rows in te.items() if rows}
+    return Selection(tr, te, list(classes) if classes is not None else None)
+
+
+def select_levels(
+    levels: Sequence[Level],
+    label_voxel_size: Sequence[float],
+    *,
+    all_resolutions: bool = False,
+    resolutions: Sequence[float] | None = None,
+) -> list[Level]:
+    """The EM levels to fetch for a crop annotated at ``label_voxel_size``.
+
+    Default (the original's rule): every level whose voxel size is > 0.8 x the
+    label voxel size on every axis, i.e. finer levels are skipped and all
+    coarser ones kept. ``all_resolutions`` keeps every level; ``resolutions``
+    (nm) keeps, per value, the level closest to it. Levels with a spatial axis
+    of length <= 1 are never fetched.
+    """
+    usable = [lv for lv in levels if all(s > 1 for s in lv.geometry.shape)]
+    if resolutions:
+        chosen: dict[str, Level] = {}
+        for r in resolutions:
+            best = min(usable, key=lambda lv: sum(abs(v - r) / r for v in lv.geometry.voxel_size), default=None)
+            if best is not None:
+                chosen[best.path] = best
+        return [lv for lv in usable if lv.path in chosen]
+    if all_resolutions:
+        return list(usable)
+    return [lv for lv in usable if all(v > 0.8 * t for v, t in zip(lv.geometry.voxel_size, label_voxel_size, strict=False))]
+
+
+def chunk_ranges(geometry: Geometry, meta: ArrayMeta, box: Box, padding: int = 0) -> tuple[range, range, range] | None:
+    """Chunk index ranges of the level ``geometry`` that intersect ``box`` grown by ``padding`` voxels.
+
+    The voxel region is the outward-rounded box in the level's own index
+    space, padded by ``padding`` voxels per side, clipped to the array. None
+    where nothing of the array is touched.
+    """
+    sl = geometry.slices_for(box, clip=False)
+    shape = meta.shape[-3:]
+    chunks = meta.chunks[-3:]
+    out = []
+    for s, n, c in zip(sl, shape, chunks, strict=False):
+        lo, hi = max(s.start - padding, 0), min(s.stop + padding, n)
+        if hi <= lo:
+            return None
+        out.append(range(lo // c, math.ceil(hi / c)))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def chunk_key(level_key: str, index: Iterable[int], meta: ArrayMeta) -> str:
+    """Bucket key of one chunk; leading (channel) axes get chunk index 0."""
+    lead = [0] * (len(meta.shape) - 3)
+    return f"{level_key}/" + meta.separator.join(str(i) for i in [*lead, *index])
+
+
+def row_prefix(level_key: str, zy: tuple[int, int], meta: ArrayMeta) -> str:
+    """The key prefix shared by every chunk of one (z, y) row of chunks: one listing per row."""
+    lead = [0] * (len(meta.shape) - 3)
+    return f"{level_key}/" + meta.separator.join(str(i) for i in [*lead, *zy]) + meta.separator
+
+
+def finest_voxel_size(sizes: Iterable[Sequence[float]]) -> tuple[float, float, float]:
+    sizes = list(sizes)
+    return tuple(min(v[i] for v in sizes) for i in range(3))  # type: ignore[return-value]
+
+
+def default_workers(value: int | None) -> int:
+    """--num-workers, else env CSC_FETCH_DATA_NUM_WORKERS, else 32 (the original's default)."""
+    if value is not None:
+        n = value
+    else:
+        env = os.environ.get("CSC_FETCH_DATA_NUM_WORKERS", "").strip()
+        try:
+            n = int(env) if env else 32
+        except ValueError:
+            raise InputError(f"CSC_FETCH_DATA_NUM_WORKERS must be an integer, got {env!r}") from None
+    if n < 1:
+        raise InputError(f"--num-workers must be >= 1, got {n}")
+    return n
+
+
+def effective_batch(batch_size: int, n_objects: int, workers: int) -> int:
+    """Keys per copy task: at most ``batch_size``, but small enough to keep every worker busy."""
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+    return max(1, min(batch_size, math.ceil(n_objects / (workers * 4)) if n_objects else 1))

@@ -1,0 +1,35 @@
+"""Fixtures of the fetcher tests: a generated tiny synthetic bucket and one fetch of it."""
+
+from pathlib import Path
+
+import pytest
+from csc_fetcher import synthetic
+from csc_fetcher.cli import main
+
+SHARED_CELLMAP = Path(__file__).resolve().parents[3] / ".." / "shared" / "cellmap"
+
+
+@pytest.fixture(scope="session")
+def cellmap_dir() -> Path:
+    """The real challenge CSVs (never committed here); fails loudly when absent."""
+    p = SHARED_CELLMAP.resolve()
+    if not (p / "manifest.csv").is_file():
+        pytest.fail(f"{p}: the shared challenge CSVs are missing (expected ../shared/cellmap next to the repo)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bucket") / "bucket"
+    synthetic.generate(root, seed=0, size="tiny")
+    return root
+
+
+@pytest.fixture(scope="session")
+def fetched_tiny(tmp_path_factory: pytest.TempPathFactory, tiny_bucket: Path) -> Path:
+    """A full fetch (all crops, all classes) of the tiny bucket; returns the dest folder."""
+    dest = tmp_path_factory.mktemp("fetched")
+    rc = main(["--source", "synthetic", "--size", "tiny", "--bucket-dir", str(tiny_bucket), "--dest", str(dest),
+               "--output", str(dest / "dataset.json"), "-q"])
+    assert rc == 0
+    return dest

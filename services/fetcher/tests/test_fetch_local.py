@@ -1,0 +1,170 @@
+"""The fetch path end to end on the tiny synthetic bucket (local source, same copy code as S3)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from csc_common.crops import read_crop_manifest
+from csc_common.geometry import Geometry
+from csc_common.manifest import read_manifest
+from csc_common.volumes import read_levels
+from csc_fetcher import synthetic
+from csc_fetcher.cli import main
+from csc_fetcher.plan import chunk_ranges
+
+
+def _fetch(tiny_bucket: Path, dest: Path, *extra: str) -> int:
+    return main(["--source", "synthetic", "--size", "tiny", "--bucket-dir", str(tiny_bucket), "--dest", str(dest),
+                 "--output", str(dest / "dataset.json"), "-q", *extra])
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".synthetic-bucket" not in p.parts and p.name != "dataset.json"}
+
+
+def test_full_fetch_layout_and_manifest(fetched_tiny: Path, tiny_bucket: Path) -> None:
+    man = read_manifest(fetched_tiny / "dataset.json", "dataset")
+    spec = synthetic.build_spec(0, "tiny")
+    assert {d["name"] for d in man["datasets"]} == set(spec.datasets)
+    assert sorted(c["id"] for c in man["crops"]) == sorted(c.crop_id for c in spec.crops)
+    for d in man["datasets"]:
+        em = man.resolve(d["zarr"]) / d["em"]["path"]
+        levels = read_levels(em)
+        assert [lv.geometry.to_json() for lv in levels] == [
+            {k: v for k, v in x.items() if k not in ("path", "fetched")} for x in d["em"]["levels"]]
+    for c in man["crops"]:
+        cs = next(x for x in spec.crops if x.crop_id == c["id"])
+        assert c["split"] == cs.split
+        assert sorted(k["name"] for k in c["classes"]) == sorted(cs.classes)
+        for k in c["classes"]:
+            assert k["kind"] == ("instance" if k["name"] in synthetic.INSTANCE_CLASSES else "semantic")
+            if c["split"] == "train":
+                zroot = man.resolve(next(d["zarr"] for d in man["datasets"] if d["name"] == c["dataset"]))
+                assert Geometry.from_json(k["geometry"]) == read_levels(zroot / k["path"])[0].geometry
+    assert read_crop_manifest(man.resolve(man["test_manifest"])) == list(synthetic.crop_rows(spec, "test"))
+    # held-apart truth copied beside, never into the dataset's labels
+    truth = zarr.open_group(str(man.resolve(man["truth"])), mode="r")
+    assert sorted(truth.group_keys()) == ["crop901", "crop902"]
+    assert not (fetched_tiny / "syn_iso-1/syn_iso-1.zarr/recon-1/labels/groundtruth/crop901").exists()
+    # every fetched object is byte-identical to the bucket's
+    tree = _tree(fetched_tiny)
+    for rel, data in tree.items():
+        if rel.startswith("ground_truth.zarr/"):
+            src = tiny_bucket / synthetic.TRUTH_PREFIX / rel.removeprefix("ground_truth.zarr/")
+        elif rel == "test_crop_manifest.csv":
+            continue
+        else:
+            src = tiny_bucket / rel
+        assert src.read_bytes() == data, rel
+    assert man["counts"]["objects"] == len(tree) - 1
+
+
+def test_em_near_crops_reads_back_like_the_source(fetched_tiny: Path, tiny_bucket: Path) -> None:
+    man = read_manifest(fetched_tiny / "dataset.json", "dataset")
+    c = next(c for c in man["crops"] if c["id"] == 901)
+    g = Geometry.from_json(c["classes"][0]["geometry"])
+    path = "syn_iso-1/syn_iso-1.zarr/recon-1/em/fibsem-uint8"
+    local = zarr.open_array(str(fetched_tiny / path / "s0"), mode="r")
+    src = zarr.open_array(str(tiny_bucket / path / "s0"), mode="r")
+    em_geom = read_levels(fetched_tiny / path)[0].geometry
+    sl = em_geom.slices_for(g.box)
+    np.testing.assert_array_equal(local[sl], src[sl])
+
+
+def test_selection_crops_classes_padding_resolution(tmp_path: Path, tiny_bucket: Path) -> None:
+    dest = tmp_path / "d"
+    assert _fetch(tiny_bucket, dest, "--crops", "101,902", "--classes", "mito,nuc", "--resolution", "8",
+                  "--raw-padding", "3") == 0
+    man = read_manifest(dest / "dataset.json", "dataset")
+    assert {(c["id"], c["split"]) for c in man["crops"]} == {(101, "train"), (902, "test")}
+    for c in man["crops"]:
+        assert sorted(k["name"] for k in c["classes"]) == ["mito", "nuc"]
+        assert c["em_levels"] == ["s0"]
+    gt = dest / "syn_iso-1/syn_iso-1.zarr/recon-1/labels/groundtruth"
+    assert sorted(p.name for p in gt.iterdir() if p.is_dir()) == ["crop101"]
+    assert sorted(p.name for p in (gt / "crop101").iterdir() if p.is_dir()) == ["mito", "nuc"]
+    # exactly the chunks of the padded box, only at s0
+    em = "syn_iso-1/syn_iso-1.zarr/recon-1/em/fibsem-uint8"
+    assert not list((dest / em / "s1").glob("*/*/*"))
+    levels = read_levels(dest / em)
+    from csc_fetcher.plan import ArrayMeta
+
+    meta = ArrayMeta.from_zarray(json.loads((dest / em / "s0/.zarray").read_text()), "s0")
+    crop = next(c for c in man["crops"] if c["id"] == 101)
+    box = Geometry.from_json(crop["classes"][0]["geometry"]).box
+    rr = chunk_ranges(levels[0].geometry, meta, box, 3)
+    want = {f"{z}/{y}/{x}" for z in rr[0] for y in rr[1] for x in rr[2]}
+    got = {p.relative_to(dest / em / "s0").as_posix() for p in (dest / em / "s0").glob("*/*/*")}
+    assert got == want
+    assert read_crop_manifest(dest / "test_crop_manifest.csv")[0].class_label in ("mito", "nuc")
+
+
+def test_rerun_skips_complete_objects_and_cleans_parts(tmp_path: Path, tiny_bucket: Path) -> None:
+    dest = tmp_path / "d"
+    assert _fetch(tiny_bucket, dest, "--crops", "101,901") == 0
+    first = _tree(dest)
+    m1 = read_manifest(dest / "dataset.json", "dataset")["counts"]
+    # simulate an interrupted run: one chunk missing, one stale temp file
+    victim = next(k for k in first if "/em/fibsem-uint8/s0/" in k)
+    (dest / victim).unlink()
+    stale = dest / Path(victim).parent / ".x.abc.csc-part"
+    stale.write_bytes(b"junk")
+    assert _fetch(tiny_bucket, dest, "--crops", "101,901") == 0
+    m2 = read_manifest(dest / "dataset.json", "dataset")["counts"]
+    assert m2["fetched_objects"] == 1 and m2["skipped_objects"] == m1["objects"] - 1
+    assert _tree(dest) == first
+
+
+def test_overwrite_mode_removes_old_dataset_tree(tmp_path: Path, tiny_bucket: Path) -> None:
+    dest = tmp_path / "d"
+    assert _fetch(tiny_bucket, dest, "--crops", "101") == 0
+    extra = dest / "syn_iso-1/syn_iso-1.zarr/stale-file"
+    extra.write_text("x")
+    assert _fetch(tiny_bucket, dest, "--crops", "101", "--access-mode", "append") == 0
+    assert extra.exists()
+    assert _fetch(tiny_bucket, dest, "--crops", "101", "-m", "overwrite") == 0
+    assert not extra.exists()
+    assert read_manifest(dest / "dataset.json", "dataset")["counts"]["skipped_objects"] == 0
+
+
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "d"
+    assert _fetch(tiny_bucket, dest, "--dry-run", "--crops", "test") == 0
+    out = capsys.readouterr().out
+    assert "datasets: 2" in out and "crops: 0 train, 2 test" in out and "estimated time" in out
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--crops", "101,999"], "unknown crop id"),
+    (["--classes", "mito,bogus"], "unknown class"),
+    (["--datasets", "jrc_nope"], "unknown dataset"),
+    (["--raw-padding", "-1"], "raw-padding"),
+    (["--num-workers", "0"], "num-workers"),
+    (["--resolution", "abc"], "resolution"),
+    (["--access-mode", "delete"], ""),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str],
+                                         args: list[str], match: str) -> None:
+    dest = tmp_path / "d"
+    assert _fetch(tiny_bucket, dest, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and "Traceback" not in err
+    if match:
+        assert len(err.splitlines()) == 1 and err.startswith("csc-fetch: error:")
+    assert not (dest / "dataset.json").exists() and not (dest / "syn_iso-1").exists()
+
+
+def test_malformed_manifest_exits_2(tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("crop_number,collection,alignment,crop_url,em_url\n101,syn_iso-1,recon-1\n")
+    dest = tmp_path / "d"
+    assert _fetch(tiny_bucket, dest, "--manifest", str(bad)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"csc-fetch: error: {bad} line 2: expected 5 comma-separated fields, got 3"]
+    assert not dest.exists()
+    assert _fetch(tiny_bucket, dest, "--test-manifest", str(tmp_path / "absent.csv")) == 2
+    assert "cannot read manifest" in capsys.readouterr().err

@@ -1,0 +1,178 @@
+"""The S3 path against a real S3 protocol server (moto, public-read bucket) — no mocks of boto3.
+
+A fault-injecting proxy between boto3 and moto adds latency, 503 SlowDown,
+stalls past the read timeout, truncated and corrupted bodies.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from csc_common.manifest import read_manifest
+from csc_fetcher import synthetic
+from csc_fetcher.cli import main
+from csc_fetcher.testing import FaultPlan, FaultProxy, s3_client, start_moto, upload_folder
+
+BUCKET = synthetic.BUCKET_NAME
+
+
+@pytest.fixture(scope="module")
+def moto(tiny_bucket: Path) -> Iterator[tuple[str, tuple[str, int]]]:
+    server, endpoint, hostport = start_moto()
+    upload_folder(endpoint, BUCKET, tiny_bucket)
+    try:
+        yield endpoint, hostport
+    finally:
+        server.stop()
+
+
+def _s3(endpoint: str, dest: Path, *extra: str, manifests: str | None = None) -> int:
+    m = manifests or f"s3://{BUCKET}"
+    return main(["--source", "s3", "--endpoint-url", endpoint, "--dest", str(dest), "--output", str(dest / "dataset.json"),
+                 "--manifest", f"{m}/manifest.csv", "--test-manifest", f"{m}/test_crop_manifest.csv",
+                 "-w", "8", "-q", *extra])
+
+
+def _tree(root: Path, *, skip_truth: bool = True) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".synthetic-bucket" not in p.parts and p.name != "dataset.json"
+            and not (skip_truth and p.parts[len(root.parts)] == "ground_truth.zarr")}
+
+
+def test_s3_fetch_equals_local_fetch(moto: tuple[str, tuple[str, int]], tmp_path: Path, fetched_tiny: Path) -> None:
+    endpoint, _ = moto
+    dest = tmp_path / "d"
+    assert _s3(endpoint, dest) == 0  # manifests read over s3:// too
+    assert _tree(dest) == _tree(fetched_tiny)
+    a = read_manifest(dest / "dataset.json", "dataset")
+    b = read_manifest(fetched_tiny / "dataset.json", "dataset")
+    assert a["crops"] == b["crops"] and a["datasets"] == b["datasets"]
+    assert a["source"].startswith(f"s3://{BUCKET}") and "truth" not in a.data
+
+
+def test_s3_selection_and_padding_clipped_at_the_edge(moto: tuple[str, tuple[str, int]], tmp_path: Path,
+                                                      tiny_bucket: Path) -> None:
+    endpoint, _ = moto
+    dest = tmp_path / "d"
+    assert _s3(endpoint, dest, "--crops", "102", "--classes", "ecs", "--datasets", "syn_iso-1",
+               "--raw-padding", "1000", "--fetch-all-em-resolutions") == 0
+    em = "syn_iso-1/syn_iso-1.zarr/recon-1/em/fibsem-uint8"
+    for level in ("s0", "s1", "s2"):  # padding larger than the volume: every chunk, nothing beyond
+        src = {p.relative_to(tiny_bucket).as_posix() for p in (tiny_bucket / em / level).glob("*/*/*")}
+        got = {p.relative_to(dest).as_posix() for p in (dest / em / level).glob("*/*/*")}
+        assert got == src
+    crop = dest / "syn_iso-1/syn_iso-1.zarr/recon-1/labels/groundtruth/crop102"
+    assert sorted(p.name for p in crop.iterdir() if p.is_dir()) == ["ecs"]
+    assert not (dest / "syn_aniso-1").exists()
+
+
+def test_faults_still_end_verified(moto: tuple[str, tuple[str, int]], tmp_path: Path, fetched_tiny: Path) -> None:
+    _, upstream = moto
+    plan = FaultPlan(rates={"slowdown": 0.1, "timeout": 0.04, "truncate": 0.1, "corrupt": 0.1}, stall_s=1.5)
+    with FaultProxy(upstream, faults=plan) as proxy:
+        dest = tmp_path / "d"
+        assert _s3(proxy.url, dest, "--timeout", "0.5", "--retries", "6", manifests=str(fetched_tiny / ".synthetic-bucket")
+                   if False else None) == 0
+    assert all(proxy.injected[f] > 0 for f in ("slowdown", "timeout", "truncate", "corrupt")), proxy.injected
+    assert _tree(dest) == _tree(fetched_tiny)
+    counts = read_manifest(dest / "dataset.json", "dataset")["counts"]
+    assert counts["retries"] >= sum(proxy.injected.values()) - proxy.injected["corrupt"] // 2
+
+
+def test_killed_then_rerun_is_identical_and_refetches_nothing_complete(
+        moto: tuple[str, tuple[str, int]], tmp_path: Path, fetched_tiny: Path) -> None:
+    _, upstream = moto
+    dest = tmp_path / "d"
+    with FaultProxy(upstream, latency_s=0.02) as proxy:
+        cmd = [sys.executable, "-m", "csc_fetcher", "--source", "s3", "--endpoint-url", proxy.url, "--dest", str(dest),
+               "--manifest", f"s3://{BUCKET}/manifest.csv", "--test-manifest", f"s3://{BUCKET}/test_crop_manifest.csv",
+               "-w", "2", "-q"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if sum(1 for _ in dest.rglob("s0/*/*/*")) >= 60:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-500:]}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (dest / "dataset.json").exists()
+        complete = {p.relative_to(dest).as_posix() for p in dest.rglob("*")
+                    if p.is_file() and not p.name.endswith(".csc-part")}
+        assert complete
+        proxy.clear()
+        assert _s3(proxy.url, dest, "-w", "4") == 0
+        refetched = {g.split("?")[0].removeprefix(f"/{BUCKET}/") for g in proxy.gets()}
+    chunks = {k for k in complete if "/s0/" in k or "/s1/" in k or "/labels/" in k and "/." not in k}
+    assert chunks and not (chunks & refetched), sorted(chunks & refetched)[:5]
+    assert _tree(dest) == _tree(fetched_tiny)
+
+
+def test_missing_chunk_key_means_fill_value(moto: tuple[str, tuple[str, int]], tmp_path: Path, tiny_bucket: Path) -> None:
+    endpoint, _ = moto
+    holes = "csc-holes"
+    upload_folder(endpoint, holes, tiny_bucket)
+    key = "syn_iso-1/syn_iso-1.zarr/recon-1/em/fibsem-uint8/s0/1/1/1"
+    s3_client(endpoint).delete_object(Bucket=holes, Key=key)
+    man = tmp_path / "manifest.csv"
+    man.write_text((tiny_bucket / "manifest.csv").read_text().replace(f"s3://{BUCKET}/", f"s3://{holes}/"))
+    dest = tmp_path / "d"
+    assert main(["--source", "s3", "--endpoint-url", endpoint, "--dest", str(dest), "--manifest", str(man),
+                 "--test-manifest", str(tiny_bucket / "test_crop_manifest.csv"), "--raw-padding", "64", "-q"]) == 0
+    counts = read_manifest(dest / "dataset.json", "dataset")["counts"]
+    assert counts["missing_chunks"] == 1
+    assert not (dest / key).exists()
+    arr = zarr.open_array(str(dest / key.rsplit("/", 3)[0]), mode="r")
+    assert np.all(arr[16:32, 16:32, 16:32] == 0) and arr[0:16, 0:16, 0:16].any()
+
+
+def test_zip_download(moto: tuple[str, tuple[str, int]], tmp_path: Path, tiny_bucket: Path,
+                      caplog: pytest.LogCaptureFixture) -> None:
+    endpoint, _ = moto
+    z = tmp_path / "matched_res_no_pad.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("syn_iso-1/hello.txt", "x" * 5000)
+    s3_client(endpoint).put_object(Bucket=BUCKET, Key="csc-zipped-data/matched_res_no_pad.zip", Body=z.read_bytes(),
+                                   ACL="public-read")
+    zm = tmp_path / "zip_manifest.csv"
+    zm.write_text(f"all_res,raw_padding,file,url\nFalse,0,matched_res_no_pad.zip,s3://{BUCKET}/csc-zipped-data/"
+                  "matched_res_no_pad.zip\nTrue,128,all_res_128_pad.zip,s3://x/all_res_128_pad.zip\n")
+    dest = tmp_path / "d"
+    args = ["--source", "s3", "--endpoint-url", endpoint, "--dest", str(dest), "--zip", "--zip-manifest", str(zm),
+            "--manifest", str(tiny_bucket / "manifest.csv"), "--test-manifest", str(tiny_bucket / "test_crop_manifest.csv")]
+    assert main(args) == 0
+    assert (dest / z.name).read_bytes() == z.read_bytes()
+    assert main([*args, "--raw-padding", "16"]) == 0  # no such zip: says so, exits 0
+    assert "no zip" in caplog.text
+
+
+def test_unreachable_endpoint_and_missing_bucket_exit_2(tmp_path: Path, tiny_bucket: Path, moto: tuple[str, tuple[str, int]],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    dest = tmp_path / "d"
+    common = ["--source", "s3", "--dest", str(dest), "--manifest", str(tiny_bucket / "manifest.csv"),
+              "--test-manifest", str(tiny_bucket / "test_crop_manifest.csv")]
+    assert main([*common, "--endpoint-url", f"http://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("csc-fetch: error: cannot reach s3://") and str(port) in err[0]
+    assert not dest.exists()
+    man = tmp_path / "m.csv"
+    man.write_text((tiny_bucket / "manifest.csv").read_text().replace(f"s3://{BUCKET}/", "s3://no-such-bucket/"))
+    assert main([*common[:-4], "--manifest", str(man), "--test-manifest", str(tiny_bucket / "test_crop_manifest.csv"),
+                 "--crops", "101", "--endpoint-url", moto[0]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NoSuchBucket" in err[0]
+    assert not dest.exists()

@@ -1,0 +1,47 @@
+"""Fixtures for packer tests: tiny processed volumes and test crop manifests built in tmp_path."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from csc_common.classes import class_kind
+from csc_common.crops import CropRow, write_crop_manifest
+from csc_common.geometry import Geometry
+from csc_common.manifest import new_manifest, now, write_manifest
+from csc_common.volumes import create_array, open_group
+
+Vol = tuple[int, str, np.ndarray, Geometry]  # crop id, class, data, geometry
+
+
+def write_processed(root: Path, volumes: list[Vol], dataset: str = "ds") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    grp = open_group(root / "processed.zarr", mode="w")
+    crops: dict[int, dict] = {}
+    for crop_id, name, data, geom in volumes:
+        arr = create_array(grp.require_group(f"crop{crop_id}"), name, shape=data.shape, dtype=data.dtype,
+                           attrs={"voxel_size": list(geom.voxel_size), "translation": list(geom.translation)})
+        arr[...] = data
+        crops.setdefault(crop_id, {"id": crop_id, "dataset": dataset, "classes": []})["classes"].append(
+            {"name": name, "kind": class_kind(name), "path": f"crop{crop_id}/{name}", "geometry": geom.to_json(),
+             "dtype": data.dtype.name})
+    out = root / "processed.json"
+    write_manifest(out, new_manifest("processed", "postprocessor", now(), zarr="processed.zarr",
+                                     crops=list(crops.values())))
+    return out
+
+
+def write_test_manifest(path: Path, rows: list[tuple[int, str, Geometry]], dataset: str = "ds") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(write_crop_manifest([CropRow(c, dataset, n, g) for c, n, g in rows]))
+    return path
+
+
+@pytest.fixture
+def make_processed(tmp_path: Path) -> Callable[[list[Vol]], Path]:
+    return lambda volumes: write_processed(tmp_path / "data", volumes)
+
+
+@pytest.fixture
+def make_test_manifest(tmp_path: Path) -> Callable[[list[tuple[int, str, Geometry]]], Path]:
+    return lambda rows: write_test_manifest(tmp_path / "data" / "test_crop_manifest.csv", rows)

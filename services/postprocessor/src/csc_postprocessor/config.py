@@ -1,0 +1,36 @@
+"""Configuration of csc-process (flags, or the same fields in a --config YAML/JSON file)."""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Config:
+    """Threshold, label and split per-class probabilities into the masks and instance ids a submission needs."""
+
+    predictions: str = field(default="", metadata={"help": "predictions manifest (predictions.json) to read"})
+    output: str = field(
+        default="", metadata={"help": "processed manifest to write; the volumes go to processed.zarr beside it"}
+    )
+    steps: Any = field(
+        default=None,
+        metadata={
+            "type": str,
+            "help": "steps file (YAML/JSON: defaults.<kind>, classes.<name> -> list of {op: ...}); in a --config "
+            "file this may also be the mapping itself. Default: semantic threshold 0.5, instance threshold 0.5 "
+            "+ 26-connected components",
+        },
+    )
+    process_file: str = field(
+        default="",
+        metadata={"help": "python file defining process_func(array, *, class_name, geometry) -> mask or ids "
+                  "(returning None falls back to the steps)"},
+    )
+    blockwise: Literal["auto", "always", "never"] = field(
+        default="auto",
+        metadata={"help": "auto: volumes up to --max-whole-voxels (every test crop) are processed whole, "
+                  "larger ones in blocks; always/never force it"},
+    )
+    block_size: int = field(default=256, metadata={"help": "block side in voxels for blockwise processing"})
+    max_whole_voxels: int = field(default=600**3, metadata={"help": "largest volume (voxels) processed whole in auto mode"})
+    halo: int = field(default=16, metadata={"help": "voxels of context around each block given to process_func"})

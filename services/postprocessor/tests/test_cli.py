@@ -1,0 +1,111 @@
+import json
+
+import numpy as np
+import pytest
+import zarr
+from csc_common.geometry import Geometry
+from csc_common.manifest import read_manifest
+from csc_postprocessor.cli import main
+
+G1 = Geometry((8.0, 8.0, 8.0), (100.0, 36.5, -12.0), (24, 28, 40))
+G2 = Geometry((4.0, 4.0, 4.0), (0.0, 0.0, 0.0), (16, 16, 16))
+
+
+@pytest.fixture
+def predictions(make_predictions, balls):
+    mito = balls(G1.shape, [(12, 14, 10), (12, 14, 22), (5, 5, 34)], 5.5).astype(np.float32) * 0.9
+    ecs = np.zeros(G2.shape, np.float32)
+    ecs[:, :8] = 0.8
+    return make_predictions([(5, "ds_a", "mito", mito, G1), (5, "ds_a", "ecs", np.full(G1.shape, 0.7, np.float32), G1),
+                             (6, "ds_b", "ecs", ecs, G2)])
+
+
+def _read(path, name):
+    arr = zarr.open_array(str(path / name), mode="r", zarr_format=2)
+    return arr[...], dict(arr.attrs)
+
+
+def test_default_steps_write_masks_and_ids(predictions, capsys):
+    out = predictions.parent / "processed.json"
+    assert main(["--predictions", str(predictions), "--output", str(out), "-q"]) == 0
+    m = read_manifest(out, "processed")
+    zroot = m.resolve(m["zarr"])
+    assert zroot.name == "processed.zarr"
+    mito, attrs = _read(zroot, "crop5/mito")
+    assert mito.dtype == np.uint32 and attrs == {"voxel_size": [8.0, 8.0, 8.0], "translation": [100.0, 36.5, -12.0]}
+    assert set(np.unique(mito)) == {0, 1, 2, 3}  # touching balls merge without a watershed
+    ecs, _ = _read(zroot, "crop6/ecs")
+    assert ecs.dtype == np.uint8 and ecs[:, :8].all() and not ecs[:, 8:].any()
+    crops = {c["id"]: c for c in m["crops"]}
+    assert crops[5]["classes"][0]["geometry"] == G1.to_json() and crops[5]["dataset"] == "ds_a"
+    assert {c["name"]: c["dtype"] for c in crops[5]["classes"]} == {"mito": "uint32", "ecs": "uint8"}
+    assert m["inputs"][0]["kind"] == "predictions"
+
+
+def test_steps_in_config_file_and_blockwise_equals_whole(predictions, tmp_path):
+    steps = {"classes": {"mito": [{"op": "threshold", "value": 0.5}, {"op": "watershed"},
+                                  {"op": "remove_small", "min_size_nm3": 8.0 ** 3 * 10}]}}
+    cfg = tmp_path / "steps.yaml"
+    cfg.write_text(json.dumps({"steps": steps}))
+    results = []
+    for extra in ([], ["--blockwise", "always", "--block-size", "8"], ["--blockwise", "always", "--block-size", "13"]):
+        out = tmp_path / f"p{len(results)}" / "processed.json"
+        assert main(["--predictions", str(predictions), "--output", str(out), "--config", str(cfg), "-q", *extra]) == 0
+        results.append(_read(out.with_suffix(".zarr"), "crop5/mito")[0])
+    assert len(np.unique(results[0])) == 4  # background + 3 balls, the touching pair split
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_process_file_wrong_shape_fails_cleanly(predictions, tmp_path, capsys):
+    f = tmp_path / "my_process.py"
+    f.write_text("def process_func(array, *, class_name, geometry):\n    return array[1:] > 0.5\n")
+    out = predictions.parent / "processed.json"
+    rc = main(["--predictions", str(predictions), "--output", str(out), "--process-file", str(f)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("csc-process: error: crop 5 class mito: process_func returned shape (23, 28, 40)")
+    assert not out.exists() and not out.with_suffix(".zarr").exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_process_file_blockwise_merges_ids_across_blocks(predictions, tmp_path):
+    f = tmp_path / "my_process.py"
+    f.write_text("from scipy import ndimage\n"
+                 "def process_func(array, *, class_name, geometry):\n"
+                 "    if class_name != 'mito':\n        return None\n"
+                 "    return ndimage.label(array > 0.5)[0]\n")
+    out = tmp_path / "b" / "processed.json"
+    assert main(["--predictions", str(predictions), "--output", str(out), "--process-file", str(f), "-q",
+                 "--blockwise", "always", "--block-size", "8"]) == 0
+    mito, _ = _read(out.with_suffix(".zarr"), "crop5/mito")
+    assert set(np.unique(mito)) == {0, 1, 2, 3}
+    m = read_manifest(out, "processed")
+    kinds = {c["name"]: c["steps"] for crop in m["crops"] for c in crop["classes"]}
+    assert kinds["mito"] == "process_func" and kinds["ecs"].startswith("threshold")
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda p: p.write_text("{not json"), "not valid JSON"),
+        (lambda p: p.write_text(p.read_text().replace('"predictions"', '"processed"', 1)), "/kind"),
+        (lambda p: p.unlink(), "manifest file not found"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(predictions, capsys, setup, message):
+    setup(predictions)
+    out = predictions.parent / "processed.json"
+    assert main(["--predictions", str(predictions), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists() and not out.with_suffix(".zarr").exists()
+
+
+def test_bad_steps_file_exit_2(predictions, tmp_path, capsys):
+    bad = tmp_path / "steps.yaml"
+    bad.write_text("classes:\n  mito: [{op: components}]\n")
+    out = predictions.parent / "processed.json"
+    assert main(["--predictions", str(predictions), "--output", str(out), "--steps", str(bad)]) == 2
+    assert "put 'threshold' first" in capsys.readouterr().err
+    assert not out.exists()

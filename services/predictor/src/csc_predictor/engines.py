@@ -1,0 +1,229 @@
+"""Inference engines: ONNX Runtime (default) and PyTorch eager on the trainer's checkpoint.
+
+Both take a batch ``(N, C, Z, Y, X)`` float32 (already normalised) and return
+per-class logits ``(N, K, Z, Y, X)``; the predictor applies the sigmoid. The
+torch engine exists to prove the predictor contract holds for more than one
+implementation and to benchmark ORT against eager PyTorch on the same weights.
+Heavy imports (onnxruntime, torch) happen inside the constructors, after the
+CLI has validated its input manifests.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from csc_common.errors import InputError
+from csc_common.fsutil import sha256_file
+from csc_common.geometry import Vec3
+from csc_common.manifest import Manifest, read_manifest
+
+log = logging.getLogger("csc.predict")
+
+Provider = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the predictor needs from an ``onnx-model`` manifest."""
+
+    manifest: Manifest
+    onnx_path: Path
+    onnx_sha256: str
+    input_name: str | None
+    output_name: str | None
+    channels: int
+    patch_shape: tuple[int, int, int]
+    voxel_size: Vec3
+    scale: float
+    offset: float
+    classes: tuple[str, ...]
+    multiple: tuple[int, int, int]
+    min_shape: tuple[int, int, int]
+
+    @classmethod
+    def from_manifest(cls, m: Manifest) -> "ModelSpec":
+        d = m.data
+        inp = d["input"]
+        return cls(
+            manifest=m,
+            onnx_path=m.resolve(d["onnx"]["path"]),
+            onnx_sha256=d["onnx"]["sha256"],
+            input_name=d.get("input_name"),
+            output_name=d.get("output_name"),
+            channels=int(inp["channels"]),
+            patch_shape=tuple(int(v) for v in inp["patch_shape"]),  # type: ignore[arg-type]
+            voxel_size=tuple(float(v) for v in inp["voxel_size"]),  # type: ignore[arg-type]
+            scale=float(inp["normalization"]["scale"]),
+            offset=float(inp["normalization"]["offset"]),
+            classes=tuple(d["classes"]),
+            multiple=tuple(max(1, int(v)) for v in d["valid_shape"]["multiple"]),  # type: ignore[arg-type]
+            min_shape=tuple(int(v) for v in d["valid_shape"]["min"]),  # type: ignore[arg-type]
+        )
+
+    def check_tile(self, tile: tuple[int, int, int]) -> None:
+        """InputError unless the model's valid-shape rule accepts ``tile``."""
+        bad = [i for i, (t, m, lo) in enumerate(zip(tile, self.multiple, self.min_shape, strict=True)) if t < max(lo, 1) or t % m]
+        if bad:
+            raise InputError(
+                f"{self.manifest.path}: tile shape {list(tile)} cannot be taken by the model: each axis must be "
+                f">= {list(self.min_shape)} and a multiple of {list(self.multiple)} (valid_shape)")
+
+    def model_manifest_path(self) -> Path | None:
+        """The trainer's ``model`` manifest this export came from (field ``model`` or an input of kind model)."""
+        ref = self.manifest.data.get("model")
+        if isinstance(ref, dict) and "path" in ref:
+            return self.manifest.resolve(ref["path"])
+        if isinstance(ref, str):
+            return self.manifest.resolve(ref)
+        for item in self.manifest.data.get("inputs", []):
+            if item.get("kind") == "model":
+                return self.manifest.resolve(item["path"])
+        return None
+
+
+def verify_onnx_file(spec: ModelSpec) -> None:
+    """The ONNX file exists and matches the manifest's sha256 (InputError otherwise)."""
+    if not spec.onnx_path.is_file():
+        raise InputError(f"{spec.manifest.path}: /onnx/path: {spec.onnx_path} not found")
+    digest = sha256_file(spec.onnx_path)
+    if digest != spec.onnx_sha256:
+        raise InputError(
+            f"{spec.onnx_path}: sha256 {digest[:12]}... does not match the manifest's {spec.onnx_sha256[:12]}... "
+            f"({spec.manifest.path}); the file was changed or corrupted after export")
+
+
+class OnnxEngine:
+    """ONNX Runtime session; CUDA provider when asked/available, CPU otherwise."""
+
+    name = "onnx"
+
+    def __init__(self, spec: ModelSpec, *, provider: Provider = "auto", threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        verify_onnx_file(spec)
+        if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
+            log.warning("both onnxruntime and onnxruntime-gpu are installed; they shadow each other "
+                        "(uninstall onnxruntime to use the GPU package)")
+        available = ort.get_available_providers()
+        if provider == "cuda" and "CUDAExecutionProvider" not in available:
+            raise InputError(f"--provider cuda: onnxruntime offers only {', '.join(available)} "
+                             "(install the 'gpu' extra, onnxruntime-gpu, in place of onnxruntime)")
+        wanted = ["CPUExecutionProvider"]
+        if provider in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+            wanted.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(0, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 4  # the predictor reports failures itself, in one line
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(spec.onnx_path), sess_options=opts, providers=wanted)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
+            raise InputError(f"{spec.onnx_path}: not a loadable ONNX model ({_first_line(exc)})") from None
+        inputs = self.session.get_inputs()
+        self.input_name = spec.input_name or inputs[0].name
+        self.output_name = spec.output_name or self.session.get_outputs()[0].name
+        if self.input_name not in {i.name for i in inputs}:
+            raise InputError(f"{spec.manifest.path}: /input_name: {self.input_name!r} is not an input of the ONNX "
+                             f"graph ({', '.join(i.name for i in inputs)})")
+        self.provider = self.session.get_providers()[0]
+        if provider == "cuda" and self.provider != "CUDAExecutionProvider":
+            raise InputError(f"--provider cuda: the session fell back to {self.provider} (no usable GPU)")
+        intra = int(threads) if threads > 0 else _default_threads()
+        self.threads = {"intra_op": intra, "inter_op": 1, "requested_intra_op": int(threads)}
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+
+class TorchEngine:
+    """The trainer's checkpoint run through ``csc_common.nets`` in PyTorch eager mode (CPU or CUDA)."""
+
+    name = "torch"
+
+    def __init__(self, spec: ModelSpec, *, provider: Provider = "auto", threads: int = 0) -> None:
+        model_path = spec.model_manifest_path()
+        if model_path is None:
+            raise InputError(f"{spec.manifest.path}: --engine torch needs the model manifest this export came from "
+                             "(field 'model' or an input of kind 'model')")
+        self.model, self.device = load_torch_model(model_path, provider=provider, threads=threads)
+        import torch
+
+        self._torch = torch
+        self.provider = "torch-cuda" if self.device.type == "cuda" else "torch-cpu"
+        self.threads = {"intra_op": torch.get_num_threads(), "inter_op": 1, "requested_intra_op": int(threads)}
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(batch).to(self.device))
+        return out.float().cpu().numpy()
+
+
+def load_torch_model(model_manifest: Path, *, provider: Provider = "auto", threads: int = 0) -> tuple[Any, Any]:
+    """(module in eval mode, device) from a trainer ``model`` manifest, checkpoint sha256 checked."""
+    import torch
+    from csc_common import nets
+
+    m = read_manifest(model_manifest, "model")
+    ckpt = m.resolve(m.data["checkpoint"]["path"])
+    if not ckpt.is_file():
+        raise InputError(f"{m.path}: /checkpoint/path: {ckpt} not found")
+    if sha256_file(ckpt) != m.data["checkpoint"]["sha256"]:
+        raise InputError(f"{ckpt}: sha256 does not match the model manifest {m.path}")
+    if threads > 0:
+        torch.set_num_threads(int(threads))
+    model, _ = nets.load_model(ckpt, m.data["architecture"])
+    use_cuda = provider in ("auto", "cuda") and torch.cuda.is_available()
+    if provider == "cuda" and not use_cuda:
+        raise InputError("--provider cuda: torch sees no CUDA device")
+    device = torch.device("cuda" if use_cuda else "cpu")
+    return model.to(device), device
+
+
+def make_engine(spec: ModelSpec, *, engine: str, provider: Provider, threads: int) -> "OnnxEngine | TorchEngine":
+    if engine == "torch":
+        return TorchEngine(spec, provider=provider, threads=threads)
+    return OnnxEngine(spec, provider=provider, threads=threads)
+
+
+def probe(engine: "OnnxEngine | TorchEngine", spec: ModelSpec, tile: tuple[int, int, int]) -> None:
+    """Run one zero tile: the model must take ``tile`` and return ``(1, K, *tile)`` logits."""
+    x = np.zeros((1, spec.channels, *tile), np.float32)
+    try:
+        y = np.asarray(engine(x))
+    except Exception as exc:  # noqa: BLE001 - any runtime failure here means the tile does not fit the model
+        raise InputError(f"{spec.manifest.path}: the model cannot take tile shape {list(tile)} "
+                         f"({_first_line(exc)})") from None
+    want = (1, len(spec.classes), *tile)
+    if y.shape != want:
+        raise InputError(f"{spec.manifest.path}: model output shape {list(y.shape)} for tile {list(tile)}; "
+                         f"expected {list(want)} (one logit channel per class, same spatial shape)")
+
+
+def _default_threads() -> int:
+    try:
+        import psutil
+
+        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def _installed(dist: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(dist)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:300]

@@ -1,0 +1,198 @@
+"""The predictor's work: plan, predict every block of this shard, finalize the manifest.
+
+Reads an ``onnx-model`` and a ``dataset`` manifest; writes ``<output>.zarr``
+(``crop<N>/<class>`` arrays, or ``<dataset>/<class>`` for ``--roi`` /
+``--whole-volume``; single-scale, attrs ``voxel_size`` + ``translation``, at the
+model voxel size) and, once every block is done, the ``predictions`` manifest.
+Progress lives in per-block done markers (``<output stem>.blocks/``), so a
+killed or retried shard skips finished blocks and ``finalize`` can tell which
+blocks are missing. Nothing is touched before the whole plan has been
+validated, so bad input leaves no output behind.
+"""
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from csc_common.classes import class_kind
+from csc_common.errors import StageFailed
+from csc_common.fsutil import sha256_file
+from csc_common.log import progress
+from csc_common.manifest import Manifest, new_manifest, now, relpath, write_manifest
+from csc_common.volumes import open_array
+
+from csc_predictor.engines import ModelSpec, make_engine, probe
+from csc_predictor.io import BlockMarkers, em_presence, encode, encoding_scale, ensure_array, read_em
+from csc_predictor.plan import Block, Plan, Target, markers_dir, parse_shard, shard_blocks
+from csc_predictor.tiling import sliding_window
+
+log = logging.getLogger("csc.predict")
+
+
+def input_geometry(block: Block, plan: Plan):
+    """The grid read for a block: the block grown by the context, and to at least one tile (centred)."""
+    lo, hi = [], []
+    for s, c, t in zip(block.slices, plan.context, plan.tile, strict=True):
+        n = s.stop - s.start
+        extra = max(0, t - (n + 2 * c))
+        lo.append(s.start - c - extra // 2)
+        hi.append(s.stop + c + extra - extra // 2)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    return block.target.geometry.subgrid(sl), tuple(s.start - a for s, a in zip(block.slices, lo, strict=True))
+
+
+def predict_block(block: Block, plan: Plan, spec: ModelSpec, engine: Any, *, cfg: Any,
+                  em_array: Any = None) -> dict[str, np.ndarray] | None:
+    """Per-class probabilities (float32) of one block; None where the block has no EM on disk."""
+    t = block.target
+    out_geom = t.geometry.subgrid(block.slices)
+    if em_presence(t.em, out_geom)[0] == 0:
+        return None
+    in_geom, off = input_geometry(block, plan)
+    raw = read_em(t.em, in_geom, arr=em_array)
+    if raw is None:
+        return None
+    x = raw * np.float32(spec.scale) + np.float32(spec.offset)
+    probs = sliding_window(x, engine, tile=plan.tile, n_classes=len(spec.classes), overlap=cfg.overlap,
+                           blend=cfg.blend, batch_size=cfg.batch_size, tta=cfg.tta)
+    sl = tuple(slice(o, o + n) for o, n in zip(off, out_geom.shape, strict=True))
+    return {name: probs[(ch, *sl)] for ch, name in t.classes}
+
+
+def prepare_outputs(plan: Plan, output: Path, *, sharded: bool, dtype: str) -> BlockMarkers:
+    """Drop a stale manifest, start an unsharded run of another plan afresh, record the plan, create the arrays.
+
+    Shards never delete the zarr: another shard of the same plan may already be writing. Markers are keyed
+    by the plan hash and other plans' markers are dropped (their blocks get overwritten); every block, empty
+    ones too, is rewritten, so a reused zarr keeps nothing stale.
+    """
+    zarr_root = output.with_suffix(".zarr")
+    markers = BlockMarkers(markers_dir(output), plan.hash)
+    output.unlink(missing_ok=True)
+    if not sharded and markers.plan_hash() != plan.hash:
+        markers.remove()
+        shutil.rmtree(zarr_root, ignore_errors=True)
+    markers.forget_other_plans()
+    markers.write_plan({"blocks": len(plan.blocks), "params": plan.params})
+    for t in plan.targets:
+        for _, name in t.classes:
+            ensure_array(zarr_root, t.path(name), t.geometry, chunks=t.chunks, dtype=dtype)
+    return markers
+
+
+def run(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started: str) -> Manifest | None:
+    """Predict this shard's blocks; without sharding also write the manifest. Returns it when written."""
+    output = Path(cfg.output)
+    shard = parse_shard(cfg.shard)
+    engine = make_engine(spec, engine=cfg.engine, provider=cfg.provider, threads=cfg.threads)
+    probe(engine, spec, plan.tile)
+    markers = prepare_outputs(plan, output, sharded=shard is not None, dtype=cfg.dtype)
+    mine = shard_blocks(plan.blocks, shard)
+    todo = [b for b in mine if not markers.is_done(b.id)]
+    log.info("%s: %d block(s) in the plan, %d for this shard, %d already done; engine %s on %s",
+             output.name, len(plan.blocks), len(mine), len(mine) - len(todo), engine.name, engine.provider)
+    zarr_root = output.with_suffix(".zarr")
+    arrays: dict[str, Any] = {}
+    em_arrays: dict[Path, Any] = {}
+    t0 = time.perf_counter()
+    voxels = 0
+    for block in progress(todo, desc="predict", total=len(todo), unit="block"):
+        t = block.target
+        em_arr = em_arrays.setdefault(t.em.array_path, open_array(t.em.array_path))
+        b0 = time.perf_counter()
+        probs = predict_block(block, plan, spec, engine, cfg=cfg, em_array=em_arr)
+        for _, name in t.classes:
+            key = t.path(name)
+            arr = arrays.setdefault(key, open_array(zarr_root / key, mode="r+"))
+            # A block without EM is written as fill (0) too, so a reused zarr holds no stale values.
+            arr[block.slices] = 0 if probs is None else encode(probs[name], cfg.dtype)
+        voxels += int(np.prod([s.stop - s.start for s in block.slices]))
+        markers.mark_done(block.id, {
+            "block": block.id, "shard": list(shard) if shard else None, "empty": probs is None,
+            "provider": engine.provider, "engine": engine.name, "threads": engine.threads,
+            "started": started, "seconds": round(time.perf_counter() - b0, 3),
+        })
+    secs = time.perf_counter() - t0
+    log.info("predicted %d block(s), %d voxels in %.1f s (%.0f voxels/s)", len(todo), voxels, secs,
+             voxels / secs if secs > 0 else 0.0)
+    if shard is not None:
+        log.info("shard %d/%d done; run 'csc-predict finalize' with the same arguments once every shard is", *shard)
+        return None
+    return finalize(cfg, spec, ds_manifest, plan, started=started)
+
+
+def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started: str | None = None) -> Manifest:
+    """Write the predictions manifest if every block of the plan is done; else list the missing ones (exit 1)."""
+    output = Path(cfg.output)
+    markers = BlockMarkers(markers_dir(output), plan.hash)
+    done = markers.done_ids()
+    if not done:
+        raise StageFailed(f"{markers.folder}: no block of this plan is done for {output}; run the predictor "
+                          "(or its shards) with the same arguments first")
+    missing = [(k, b) for k, b in enumerate(plan.blocks) if b.id not in done]
+    if missing:
+        shard = parse_shard(cfg.shard)
+        n = shard[1] if shard else int(os.environ.get("CSC_PREDICT_SHARDS", "0") or 0)
+        ids = ", ".join(b.id for _, b in missing[:20]) + (f", ... ({len(missing)} in all)" if len(missing) > 20 else "")
+        msg = f"{len(missing)} of {len(plan.blocks)} block(s) not done: {ids}"
+        if n:
+            owners = sorted({k % n for k, _ in missing})
+            msg += f"; rerun shard(s) {', '.join(f'{i}/{n}' for i in owners)}"
+        raise StageFailed(msg)
+    records = markers.records(b.id for b in plan.blocks)
+    providers = sorted({r.get("provider", "?") for r in records})
+    threads = records[0].get("threads", {}) if records else {}
+    zarr_root = output.with_suffix(".zarr")
+    entries = []
+    for t in plan.targets:
+        entries.append({
+            "id": t.crop_id, "dataset": t.dataset,
+            "classes": [{"name": name, "kind": class_kind(name), "path": t.path(name),
+                         "geometry": t.geometry.to_json(), "dtype": cfg.dtype} for _, name in t.classes],
+        })
+    crops = [e for e in entries if e["id"] is not None]
+    volumes = [{k: v for k, v in e.items() if k != "id"} for e in entries if e["id"] is None]
+    empty = sum(1 for r in records if r.get("empty"))
+    body: dict[str, Any] = {
+        "zarr": relpath(zarr_root, output),
+        "encoding": {"dtype": cfg.dtype, "scale": encoding_scale(cfg.dtype)},
+        "provider": ",".join(providers),
+        "engine": cfg.engine,
+        "threads": threads,
+        "tiling": {k: plan.params[k] for k in ("tile", "overlap", "blend", "batch_size", "tta", "context", "block",
+                                                "chunk")},
+        "selection": {k: plan.params[k] for k in ("crops", "roi", "whole_volume", "volume")},
+        "em_levels": sorted({f"{t.dataset}:{t.em.level_path}" for t in plan.targets}),
+        "counts": {"blocks": len(plan.blocks), "empty_blocks": empty,
+                   "shards": len({tuple(r["shard"]) for r in records if r.get("shard")}) or 1,
+                   "seconds": round(sum(float(r.get("seconds", 0.0)) for r in records), 3)},
+        "crops": crops,
+    }
+    if volumes:
+        body["volumes"] = volumes
+    inputs = [
+        {"kind": "onnx-model", "path": relpath(spec.manifest.path, output), "sha256": sha256_file(spec.manifest.path)},
+        {"kind": "dataset", "path": relpath(ds_manifest.path, output), "sha256": sha256_file(ds_manifest.path)},
+    ]
+    first = started or min((r.get("started") for r in records if r.get("started")), default=None) or now()
+    manifest = write_manifest(output, new_manifest("predictions", "predictor", first, inputs=inputs, **body))
+    markers.remove()
+    _summary(plan, body, output)
+    return manifest
+
+
+def _summary(plan: Plan, body: dict[str, Any], output: Path) -> None:
+    log.info("predictions: %s (%s, provider %s, tile %s, overlap %s, blend %s%s)", output, body["engine"],
+             body["provider"], "x".join(map(str, plan.tile)), plan.params["overlap"], plan.params["blend"],
+             ", flip TTA" if plan.params["tta"] else "")
+    for t in plan.targets:
+        g = t.geometry
+        log.info("  %-12s %-10s %s voxels @ %s nm  classes: %s", t.key, t.dataset, "x".join(map(str, g.shape)),
+                 "x".join(f"{v:g}" for v in g.voxel_size), ", ".join(c for _, c in t.classes))
+
+
+__all__ = ["finalize", "predict_block", "run", "Target"]

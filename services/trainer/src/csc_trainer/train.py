@@ -1,0 +1,420 @@
+"""Training: masked multi-class loss, the optimisation loop, validation IoU, checkpoints.
+
+Reads the training crops of a ``dataset`` manifest (lazily, see ``io.py``),
+trains a 2D or 3D U-Net from ``csc_common.nets`` and writes beside the model
+manifest: ``checkpoints/latest.pt`` + ``checkpoints/best.pt`` (with optimizer,
+scheduler and AMP-scaler state), ``metrics.jsonl``, ``tensorboard/``,
+``curves.png``, ``samples.png``, ``datasplit.csv``, ``sample_input.npy`` (a
+real normalised patch, for the exporter's check) and finally ``model.json``.
+
+Determinism: the batch of iteration ``i`` comes from a generator seeded with
+``(seed, i)`` and the model from ``torch.manual_seed(seed)``, so ``--resume``
+from ``latest.pt`` continues exactly where an uninterrupted run would be.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from csc_common import nets
+from csc_common.classes import INSTANCE_CLASSES, TESTED_CLASSES, class_kind
+from csc_common.errors import InputError
+from csc_common.fsutil import atomic_write_text
+from csc_common.log import progress_bar
+from csc_common.manifest import Manifest, artifact, new_manifest, now, relpath, write_manifest
+from csc_trainer import data
+from csc_trainer.config import TrainConfig
+from csc_trainer.datasplit import SplitRow, datasplit_csv, make_split, read_datasplit
+from csc_trainer.io import CropSource, open_crop, training_crop_entries
+
+log = logging.getLogger("csc.train")
+KNOWN_CLASSES = frozenset(TESTED_CLASSES) | frozenset(INSTANCE_CLASSES)
+
+
+# -- pure pieces -------------------------------------------------------------
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-voxel, per-class BCE-with-logits averaged over annotated voxels only.
+
+    ``mask`` is 0 where a class is unannotated in the crop or the voxel lies
+    outside the label (UPSTREAM.md §5.4: the original's NaN targets); those
+    elements contribute nothing, so their logits get exactly zero gradient.
+    Unlike the original (mean over all elements, masked ones counted as 0),
+    the mean is over annotated elements, so the loss scale does not depend on
+    how much of a batch is unannotated.
+    """
+    pw = None if pos_weight is None else pos_weight.view(1, -1, *([1] * (logits.dim() - 2)))
+    loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), target, reduction="none", pos_weight=pw)
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def iou_counts(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """(K, 3) true-positive, false-positive, false-negative voxel counts over annotated voxels."""
+    pred = (logits > 0).float() * mask
+    tgt = target * mask
+    dims = [0, *range(2, logits.dim())]
+    tp = (pred * tgt).sum(dims)
+    fp = (pred * (1 - tgt)).sum(dims)
+    fn = ((1 - pred) * tgt).sum(dims)
+    return torch.stack([tp, fp, fn], 1).double().cpu().numpy()
+
+
+def iou_from_counts(counts: np.ndarray) -> list[float | None]:
+    """IoU per class; None where a class has neither truth nor prediction in the validation set."""
+    out: list[float | None] = []
+    for tp, fp, fn in counts:
+        denom = tp + fp + fn
+        out.append(float(tp / denom) if denom > 0 else None)
+    return out
+
+
+def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate at step ``i`` (LambdaLR): linear warm-up then the schedule."""
+    def f(i: int) -> float:
+        if i < warmup:
+            return (i + 1) / warmup
+        progress = (i - warmup) / max(1, total - warmup)
+        if schedule == "cosine":
+            return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if schedule == "step":
+            return 0.1 if progress >= 2 / 3 else 1.0
+        return 1.0
+    return f
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name!r}: not a torch device (auto, cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
+# -- setup ---------------------------------------------------------------------
+@dataclasses.dataclass
+class Paths:
+    """Where a training run writes, all beside the model manifest."""
+
+    manifest: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.manifest.parent
+
+    latest = property(lambda self: self.dir / "checkpoints" / "latest.pt")
+    best = property(lambda self: self.dir / "checkpoints" / "best.pt")
+    metrics = property(lambda self: self.dir / "metrics.jsonl")
+    tensorboard = property(lambda self: self.dir / "tensorboard")
+    curves = property(lambda self: self.dir / "curves.png")
+    samples = property(lambda self: self.dir / "samples.png")
+    sample_input = property(lambda self: self.dir / "sample_input.npy")
+
+
+def check_classes(cfg: TrainConfig, crops: Sequence[dict[str, Any]]) -> None:
+    """Unknown or never-annotated classes are bad input (the original fails late on them)."""
+    classes = cfg.class_list
+    unknown = [c for c in classes if c not in KNOWN_CLASSES]
+    if unknown:
+        raise InputError(f"--classes: unknown class(es) {', '.join(unknown)}; expected names of the challenge's "
+                         f"class table (e.g. {', '.join(TESTED_CLASSES[:6])}, ...)")
+    annotated = {c["name"] for crop in crops for c in crop["classes"] if c.get("path")}
+    missing = [c for c in classes if c not in annotated]
+    if missing:
+        raise InputError(f"--classes: {', '.join(missing)} annotated in no training crop "
+                         f"(annotated: {', '.join(sorted(annotated)) or 'none'})")
+
+
+def load_split(cfg: TrainConfig, ds: Manifest, entries: Sequence[dict[str, Any]], out: Paths) -> tuple[list[SplitRow], Path]:
+    """The train/validate split: an existing --datasplit CSV, else a new one (seeded) written beside the model."""
+    classes = cfg.class_list
+    if cfg.datasplit and Path(cfg.datasplit).is_file():
+        path = Path(cfg.datasplit)
+        rows = read_datasplit(path, ds)
+        allowed = {int(e["id"]) for e in entries}
+        rows = [r for r in rows if r.crop_id in allowed]
+        log.info("datasplit: using %s (%d rows)", path, len(rows))
+    else:
+        path = Path(cfg.datasplit) if cfg.datasplit else out.dir / "datasplit.csv"
+        rng = np.random.default_rng([cfg.seed, 7])
+        rows = make_split(entries, classes, validate_ratio=cfg.validate_ratio, rng=rng)
+        atomic_write_text(path, datasplit_csv(rows, ds, path))
+    if not any(r.split == "train" for r in rows):
+        raise InputError(f"{path}: no training crops annotate any of {', '.join(classes)}")
+    return rows, path
+
+
+@dataclasses.dataclass
+class RunState:
+    iteration: int = 0
+    best_score: float = -math.inf
+    best_iteration: int = 0
+    best_iou: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# -- the run -------------------------------------------------------------------
+def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Manifest | None:
+    """Train as configured; returns the written model manifest (None when stopped by --stop-after)."""
+    started = now()
+    out = Paths(Path(cfg.output).resolve())
+    classes, patch = cfg.class_list, cfg.patch
+    entries = training_crop_entries(ds, crop_ids=cfg.crop_ids)
+    check_classes(cfg, entries)
+    rows, split_path = load_split(cfg, ds, entries, out)
+    by_id = {int(e["id"]): e for e in entries}
+    train_crops = [open_crop(ds, by_id[r.crop_id], classes, cfg.voxel) for r in rows if r.split == "train"]
+    val_crops = [open_crop(ds, by_id[r.crop_id], classes, cfg.voxel) for r in rows if r.split == "validate"]
+    if not val_crops:
+        log.warning("no validation crops in the split; validating on the training crops")
+        val_crops = train_crops
+    index = data.index_classes(train_crops, classes, patch)
+    iso = len(set(cfg.voxel)) == 1 and len(set(patch)) == 1
+    log.info("training crops %s, validation crops %s; positive fraction %s",
+             [c.crop_id for c in train_crops], [c.crop_id for c in val_crops],
+             {c.name: round(c.fraction, 4) for c in index})
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    use_amp = cfg.amp and device.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    arch = nets.normalize_architecture(cfg.architecture)
+    model = nets.build_model(arch).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.schedule, cfg.warmup_iterations,
+                                                                       cfg.iterations))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    pos_weight = None
+    if cfg.pos_weight:
+        pw = [min(100.0, (1 - c.fraction) / c.fraction) if c.fraction > 0 else 1.0 for c in index]
+        pos_weight = torch.tensor(pw, dtype=torch.float32, device=device)
+
+    state = RunState()
+    if cfg.resume:
+        state = _resume(out, arch, model, optimizer, scheduler, scaler)
+    else:
+        out.metrics.unlink(missing_ok=True)
+
+    val_tiles = data.validation_tiles(val_crops, patch, cfg.validation_patches)
+    val_batches = [val_crops[ci].read_patch(start, patch, classes) for ci, start in val_tiles]
+    tb = _tensorboard(out, cfg, state.iteration)
+    metrics = out.metrics.open("a")
+    bar = progress_bar(desc="train", total=cfg.iterations, unit="it", initial=state.iteration)
+    t0 = time.perf_counter()
+    stop_at = state.iteration + cfg.stop_after if cfg.stop_after > 0 else cfg.iterations
+    try:
+        for it in range(state.iteration, min(cfg.iterations, stop_at)):
+            rng = np.random.default_rng([cfg.seed, it])
+            raw, target, mask = data.make_batch(
+                rng, train_crops, index, classes, patch, cfg.batch_size, class_balance=cfg.class_balance,
+                augment_on=cfg.augment, dims=cfg.dims, transpose_z=iso, jitter=cfg.intensity_jitter)
+            x, t, m = (torch.from_numpy(a).to(device) for a in (raw, target, mask))
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                logits = model(x)
+            loss = masked_bce(logits.float(), t, m, pos_weight)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = (nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                         if cfg.max_grad_norm > 0 else torch.tensor(0.0))
+            scaler.step(optimizer)
+            scaler.update()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            step = it + 1
+            rec = {"iteration": step, "loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm.detach())}
+            metrics.write(json.dumps(rec) + "\n")
+            if tb:
+                tb.add_scalar("loss", rec["loss"], step)
+                tb.add_scalar("lr", lr, step)
+            bar.update(1)
+            if step % cfg.validate_every == 0 or step == cfg.iterations:
+                vrec = _validate(model, val_batches, classes, device, use_amp, pos_weight)
+                vrec["iteration"] = step
+                metrics.write(json.dumps(vrec) + "\n")
+                metrics.flush()
+                if tb:
+                    tb.add_scalar("validation/loss", vrec["val_loss"], step)
+                    for name, v in vrec["val_iou"].items():
+                        if v is not None:
+                            tb.add_scalar(f"validation/iou/{name}", v, step)
+                score = vrec["val_mean_iou"] if vrec["val_mean_iou"] is not None else -vrec["val_loss"]
+                log.info("iteration %d: loss %.4f, validation loss %.4f, mean IoU %s", step, rec["loss"],
+                         vrec["val_loss"], "n/a" if vrec["val_mean_iou"] is None else f"{vrec['val_mean_iou']:.3f}")
+                state.iteration = step
+                if score > state.best_score:
+                    state.best_score, state.best_iteration, state.best_iou = score, step, vrec["val_iou"]
+                    _save(out.best, model, arch, optimizer, scheduler, scaler, state, t0)
+                _save(out.latest, model, arch, optimizer, scheduler, scaler, state, t0)
+        state.iteration = min(cfg.iterations, stop_at)
+    finally:
+        metrics.close()
+        bar.close()
+        if tb:
+            tb.close()
+    elapsed = time.perf_counter() - t0
+    _save(out.latest, model, arch, optimizer, scheduler, scaler, state, t0)
+    state.seconds += elapsed
+    if state.iteration < cfg.iterations:
+        log.info("stopped after iteration %d of %d (--stop-after); continue with --resume",
+                 state.iteration, cfg.iterations)
+        return None
+    return _finish(cfg, ds, out, started, arch, model, state, elapsed, val_batches, train_crops, val_crops,
+                   index, split_path, device, use_amp, args)
+
+
+def _resume(out: Paths, arch: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any,
+            scaler: Any) -> RunState:
+    if not out.latest.is_file():
+        raise InputError(f"--resume: no checkpoint at {out.latest}")
+    ck = nets.load_checkpoint(out.latest)
+    if nets.normalize_architecture(ck["architecture"]) != arch:
+        raise InputError(f"{out.latest}: checkpoint architecture {ck['architecture']} differs from the "
+                         f"configured {arch}; resume with the same settings")
+    try:
+        model.load_state_dict(ck["state_dict"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        if "scaler" in ck:
+            scaler.load_state_dict(ck["scaler"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise InputError(f"{out.latest}: cannot resume from this checkpoint ({str(exc).splitlines()[0]})") from None
+    extra = ck.get("extra", {})
+    st = RunState(iteration=int(ck["iteration"]), best_score=float(extra.get("best_score", -math.inf)),
+                  best_iteration=int(extra.get("best_iteration", 0)), best_iou=extra.get("best_iou", {}),
+                  seconds=float(extra.get("seconds", 0.0)))
+    # Metrics past the checkpoint belong to the interrupted run's lost tail.
+    if out.metrics.is_file():
+        keep = [ln for ln in out.metrics.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("iteration", 0) <= st.iteration]
+        atomic_write_text(out.metrics, "".join(ln + "\n" for ln in keep))
+    log.info("resuming from %s at iteration %d", out.latest, st.iteration)
+    return st
+
+
+def _save(path: Path, model: nn.Module, arch: dict[str, Any], optimizer: Any, scheduler: Any, scaler: Any,
+          state: RunState, t0: float) -> None:
+    extra = {"best_score": state.best_score, "best_iteration": state.best_iteration, "best_iou": state.best_iou,
+             "seconds": state.seconds + time.perf_counter() - t0}
+    nets.save_checkpoint(path, model, arch, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                         iteration=state.iteration, extra=extra)
+
+
+def _tensorboard(out: Paths, cfg: TrainConfig, start: int) -> Any:
+    if not cfg.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # pragma: no cover - tensorboard is a dependency
+        log.warning("tensorboard is not installed; no TensorBoard events written")
+        return None
+    return SummaryWriter(str(out.tensorboard), purge_step=start if start else None)
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, batches: Sequence[tuple[np.ndarray, ...]], device: torch.device,
+                    use_amp: bool, batch_size: int = 4) -> list[torch.Tensor]:
+    """Logits (CPU, float32) of each (raw, target, mask) patch, in eval mode."""
+    model.eval()
+    outs = []
+    for i in range(0, len(batches), batch_size):
+        x = torch.from_numpy(np.stack([b[0][None] for b in batches[i:i + batch_size]])).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            outs.extend(model(x).float().cpu())
+    return outs
+
+
+def _validate(model: nn.Module, batches: Sequence[tuple[np.ndarray, ...]], classes: Sequence[str],
+              device: torch.device, use_amp: bool, pos_weight: torch.Tensor | None) -> dict[str, Any]:
+    counts = np.zeros((len(classes), 3))
+    losses = []
+    pw = None if pos_weight is None else pos_weight.cpu()
+    for (_, target, mask), logits in zip(batches, predict_batches(model, batches, device, use_amp)):
+        t, m = torch.from_numpy(target)[None], torch.from_numpy(mask)[None]
+        counts += iou_counts(logits[None], t, m)
+        losses.append(float(masked_bce(logits[None], t, m, pw)))
+    ious = iou_from_counts(counts)
+    finite = [v for v in ious if v is not None]
+    return {"val_loss": float(np.mean(losses)) if losses else 0.0,
+            "val_iou": dict(zip(classes, ious)),
+            "val_mean_iou": float(np.mean(finite)) if finite else None}
+
+
+def _finish(cfg: TrainConfig, ds: Manifest, out: Paths, started: str, arch: dict[str, Any], model: nn.Module,
+            state: RunState, elapsed: float, val_batches: list, train_crops: Sequence[CropSource],
+            val_crops: Sequence[CropSource], index: Sequence[data.ClassIndex], split_path: Path,
+            device: torch.device, use_amp: bool, args: list[str] | None) -> Manifest:
+    from csc_trainer import report
+
+    classes = cfg.class_list
+    best = out.best if out.best.is_file() else out.latest
+    best_model, _ = nets.load_model(best)
+    np.save(out.sample_input, val_batches[0][0][None, None].astype(np.float32))
+    records = [json.loads(ln) for ln in out.metrics.read_text().splitlines() if ln.strip()]
+    plots: dict[str, Any] = {}
+    if cfg.plots:
+        report.plot_curves(records, classes, out.curves)
+        preds = predict_batches(best_model.to(device), val_batches[:4], device, use_amp)
+        report.plot_samples(val_batches[:4], [p.numpy() for p in preds], classes, out.samples)
+        plots = {"curves": artifact(out.curves, out.manifest), "samples": artifact(out.samples, out.manifest)}
+    losses = [r["loss"] for r in records if "loss" in r]
+    done_iters = cfg.iterations
+    params = sum(p.numel() for p in model.parameters())
+    m = 2 ** (arch["depth"] - 1)
+    multiple = [1 if arch["dims"] == 2 else m, m, m]
+    body = {
+        "name": cfg.name or out.dir.name,
+        "architecture": {**arch, "parameters": int(params)},
+        "input": {
+            "channels": 1, "patch_shape": list(cfg.patch), "voxel_size": list(cfg.voxel),
+            "normalization": {"scale": train_crops[0].em_scale, "offset": 0.0},
+        },
+        "classes": classes,
+        "class_kinds": {c: class_kind(c) for c in classes},
+        "output": "logits",
+        "valid_shape": {"multiple": multiple, "min": multiple},
+        "checkpoint": artifact(best, out.manifest),
+        "latest_checkpoint": artifact(out.latest, out.manifest),
+        "sample_input": artifact(out.sample_input, out.manifest),
+        "training": {
+            "iterations": done_iters,
+            "seconds": round(state.seconds, 2),
+            "iterations_per_second": round(done_iters / max(state.seconds, 1e-9), 3),
+            "final_loss": float(np.mean(losses[-10:])) if losses else None,
+            "best_iteration": state.best_iteration,
+            "best_validation_iou": state.best_iou,
+            "best_validation_mean_iou": state.best_score if state.best_score > -math.inf else None,
+            "device": str(device), "amp": use_amp,
+            "train_crops": [c.crop_id for c in train_crops],
+            "validate_crops": [c.crop_id for c in val_crops],
+            "positive_fraction": {c.name: c.fraction for c in index},
+            "datasplit": relpath(split_path, out.manifest),
+            "metrics": relpath(out.metrics, out.manifest),
+            "tensorboard": relpath(out.tensorboard, out.manifest) if cfg.tensorboard else None,
+            **({"plots": plots} if plots else {}),
+            "config": dataclasses.asdict(cfg),
+            "torch": torch.__version__,
+        },
+    }
+    manifest = new_manifest("model", "trainer", started, inputs=[ds.ref(out.manifest)], args=args, **body)
+    written = write_manifest(out.manifest, manifest)
+    ious = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in state.best_iou.items())
+    log.info("trained %s: %d iterations in %.1f s (%.2f it/s) on %s; best iteration %d, validation IoU: %s",
+             body["name"], done_iters, state.seconds, body["training"]["iterations_per_second"], device,
+             state.best_iteration, ious)
+    log.info("wrote %s (checkpoint %s)", out.manifest, best.name)
+    return written

@@ -1,0 +1,303 @@
+"""What there is to look at: every volume the pipeline's manifests point to.
+
+Reads manifests (following their ``inputs`` back to the dataset manifest, so
+``csc-view --manifest DATA/processed.json`` still finds the EM) and turns
+them into ``Volume`` records: which dataset and crop, which kind of output
+(``em``, ``gt``, ``predictions``, ``processed``, ``submission``), which class,
+and where each scale level sits in the world. This module is the viewer's
+only reader of manifests and zarr metadata; the layer and montage code works
+on the records alone.
+"""
+
+import fnmatch
+import logging
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import zarr
+from csc_common.classes import class_kind
+from csc_common.errors import InputError
+from csc_common.geometry import Geometry
+from csc_common.manifest import Manifest, read_manifest
+from csc_common.volumes import Level, array_geometry, open_array, open_group, read_levels
+
+log = logging.getLogger("csc.viewer")
+
+Kind = Literal["em", "gt", "predictions", "processed", "submission"]
+KINDS: tuple[str, ...] = ("em", "gt", "predictions", "processed", "submission")
+DEFAULT_KINDS = "em,gt,predictions,processed"
+VIEWABLE = ("dataset", "predictions", "processed", "submission", "scores")
+# Names `csc-view` looks for in --data when no manifest is given (the Makefile's targets).
+STANDARD_MANIFESTS = ("dataset.json", "predictions.json", "processed.json", "submission.json", "scores.json")
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One viewable volume: an EM pyramid or one class of one crop of one stage's output.
+
+    ``store`` is a zarr folder or a zip holding one; ``levels`` are array paths
+    inside it with their world geometry (finest first). ``scale`` turns stored
+    values into probabilities (predictions' ``encoding.scale``).
+    """
+
+    dataset: str
+    kind: str
+    crop: int | None
+    name: str
+    class_kind: str | None
+    store: Path
+    levels: tuple[Level, ...]
+    scale: float = 1.0
+
+    @property
+    def geometry(self) -> Geometry:
+        return self.levels[0].geometry
+
+
+@dataclass
+class Catalog:
+    """Every volume found, plus which crops are test crops (for ``-c test``)."""
+
+    volumes: list[Volume] = field(default_factory=list)
+    test_crops: set[int] = field(default_factory=set)
+    crop_datasets: dict[int, str] = field(default_factory=dict)
+    scores: Manifest | None = None
+
+    def datasets(self) -> list[str]:
+        return sorted({v.dataset for v in self.volumes})
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The original's ``-d/-c/-C/-k`` filters: comma lists with ``*`` globs."""
+
+    datasets: tuple[str, ...] = ("*",)
+    crops: tuple[str, ...] = ("*",)
+    classes: tuple[str, ...] = ("*",)
+    kinds: tuple[str, ...] = tuple(DEFAULT_KINDS.split(","))
+
+    @classmethod
+    def parse(cls, *, datasets: str = "*", crops: str = "*", classes: str = "*",
+              kinds: str = DEFAULT_KINDS) -> "Selection":
+        def split(text: str) -> tuple[str, ...]:
+            items = tuple(t.strip() for t in text.split(",") if t.strip())
+            return items or ("*",)
+
+        kind_items = split(kinds)
+        if kind_items == ("*",):
+            kind_items = KINDS
+        bad = [k for k in kind_items if k not in KINDS]
+        if bad:
+            raise InputError(f"--kinds: unknown kind(s) {', '.join(bad)}; expected a comma list of {', '.join(KINDS)}")
+        crop_items = tuple(c[4:] if c.startswith("crop") else c for c in split(crops))
+        return cls(split(datasets), crop_items, split(classes), kind_items)
+
+    def wants_dataset(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.datasets)
+
+    def wants_class(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.classes)
+
+    def wants_crop(self, crop: int, *, test_crops: set[int]) -> bool:
+        for p in self.crops:
+            if p in ("all", "*") or (p == "test" and crop in test_crops) or (p == "train" and crop not in test_crops):
+                return True
+            if fnmatch.fnmatchcase(str(crop), p):
+                return True
+        return False
+
+    def apply(self, catalog: Catalog) -> list[Volume]:
+        """The volumes this selection shows (EM only for datasets that keep a crop, or for ``-c test``)."""
+        chosen = [
+            v for v in catalog.volumes
+            if v.kind != "em" and v.kind in self.kinds and self.wants_dataset(v.dataset)
+            and v.crop is not None and self.wants_crop(v.crop, test_crops=catalog.test_crops)
+            and self.wants_class(v.name)
+        ]
+        keep_ds = {v.dataset for v in chosen}
+        if "test" in self.crops:  # upstream: -c test forces the EM of the test crops' datasets
+            keep_ds |= {catalog.crop_datasets[c] for c in catalog.test_crops if c in catalog.crop_datasets}
+        if self.crops == ("*",):
+            keep_ds |= {v.dataset for v in catalog.volumes if v.kind == "em"}
+        em = [v for v in catalog.volumes if v.kind == "em" and "em" in self.kinds
+              and v.dataset in keep_ds and self.wants_dataset(v.dataset)]
+        return em + chosen
+
+
+# -- manifests ------------------------------------------------------------------
+
+def find_manifests(paths: Sequence[str | Path], data_dir: str | Path) -> list[Path]:
+    """The manifests to read: those given, or the standard ones present in ``data_dir``."""
+    if paths:
+        return [Path(p) for p in paths]
+    found = [Path(data_dir) / n for n in STANDARD_MANIFESTS if (Path(data_dir) / n).is_file()]
+    if not found:
+        raise InputError(f"{data_dir}: no manifests given and none of {', '.join(STANDARD_MANIFESTS)} found there")
+    return found
+
+
+def load_manifests(paths: Iterable[Path], *, follow_inputs: bool = True) -> list[Manifest]:
+    """Load manifests and (transitively) the viewable manifests they name as inputs; one per file."""
+    seen: dict[Path, Manifest] = {}
+    todo = [Path(p) for p in paths]
+    explicit = {p.resolve() for p in todo}
+    while todo:
+        p = todo.pop(0)
+        if p.resolve() in seen:
+            continue
+        if p.resolve() not in explicit and not p.is_file():
+            log.debug("input manifest %s is gone; skipping", p)
+            continue
+        m = read_manifest(p, VIEWABLE if p.resolve() in explicit else None)
+        seen[p.resolve()] = m
+        if follow_inputs:
+            for inp in m.data.get("inputs", []):
+                if inp.get("kind") in VIEWABLE or str(inp.get("path", "")).endswith(".json"):
+                    todo.append(m.resolve(inp["path"]))
+    return [m for m in seen.values() if m.kind in VIEWABLE]
+
+
+def build_catalog(manifests: Sequence[Manifest]) -> Catalog:
+    """Volumes of all manifests; a volume a manifest names but the disk lacks is an InputError."""
+    cat = Catalog()
+    for m in sorted(manifests, key=lambda m: VIEWABLE.index(m.kind)):
+        if m.kind == "dataset":
+            _add_dataset(cat, m)
+        elif m.kind in ("predictions", "processed"):
+            _add_crop_volumes(cat, m, m.kind)
+        elif m.kind == "submission":
+            _add_submission(cat, m)
+        elif m.kind == "scores":
+            cat.scores = m
+    return cat
+
+
+def _add_dataset(cat: Catalog, m: Manifest) -> None:
+    zarrs: dict[str, Path] = {}
+    for ds in m["datasets"]:
+        root = m.resolve(ds["zarr"])
+        zarrs[ds["name"]] = root
+        em_group = root / ds["em"]["path"]
+        if (em_group / ".zattrs").is_file():
+            levels = read_levels(em_group)
+            levels = [Level(f"{ds['em']['path']}/{lv.path}", lv.geometry) for lv in levels]
+        else:
+            levels = [_em_level_from_manifest(root, ds["em"]["path"], lv, m.path) for lv in ds["em"]["levels"]]
+        cat.volumes.append(Volume(ds["name"], "em", None, "fibsem", None, root, tuple(levels)))
+    for crop in m["crops"]:
+        cat.crop_datasets[int(crop["id"])] = crop["dataset"]
+        if crop["split"] == "test":
+            cat.test_crops.add(int(crop["id"]))
+        for c in crop["classes"]:
+            if not c.get("path"):
+                continue
+            root = zarrs.get(crop["dataset"])
+            if root is None:
+                raise InputError(f"{m.path}: crop {crop['id']} names dataset {crop['dataset']!r}, not in /datasets")
+            levels = read_levels(root / c["path"])
+            cat.volumes.append(Volume(
+                crop["dataset"], "gt", int(crop["id"]), c["name"], c.get("kind") or class_kind(c["name"]), root,
+                tuple(Level(f"{c['path']}/{lv.path}", lv.geometry) for lv in levels),
+            ))
+    if m.data.get("truth"):
+        _add_test_truth(cat, m.resolve(m["truth"]), m.path)
+
+
+def _em_level_from_manifest(root: Path, em_path: str, lv: dict[str, Any], where: Path) -> Level:
+    geom = Geometry(tuple(lv["voxel_size"]), tuple(lv["translation"]), tuple(lv["shape"]))
+    for path in (f"{em_path}/{lv['path']}", lv["path"]):
+        if (root / path / ".zarray").is_file():
+            return Level(path, geom)
+    raise InputError(f"{where}: EM level {lv['path']!r} not found under {root / em_path}")
+
+
+def _add_test_truth(cat: Catalog, truth: Path, where: Path) -> None:
+    """The held-apart test truth: ``crop<N>/<class>`` arrays with voxel_size/translation attrs."""
+    grp = open_group(truth)
+    for crop_name, crop_grp in sorted(grp.groups()):
+        crop_id = _crop_id(crop_name)
+        if crop_id is None:
+            continue
+        dataset = cat.crop_datasets.get(crop_id)
+        if dataset is None:
+            log.warning("%s: %s is not a crop of the dataset manifest; not shown", truth, crop_name)
+            continue
+        for cls, arr in sorted(crop_grp.arrays()):
+            geom = array_geometry(arr, f"{truth}/{crop_name}/{cls}")
+            if geom is None:
+                raise InputError(f"{truth}/{crop_name}/{cls}: no voxel_size attribute")
+            cat.volumes.append(Volume(dataset, "gt", crop_id, cls, class_kind(cls), truth,
+                                      (Level(f"{crop_name}/{cls}", geom),)))
+
+
+def _add_crop_volumes(cat: Catalog, m: Manifest, kind: str) -> None:
+    root = m.resolve(m["zarr"])
+    if not root.is_dir():
+        raise InputError(f"{m.path}: /zarr: {root} not found")
+    scale = float(m.data.get("encoding", {}).get("scale", 1.0)) if kind == "predictions" else 1.0
+    for crop in m["crops"]:
+        cat.crop_datasets.setdefault(int(crop["id"]), crop["dataset"])
+        for c in crop["classes"]:
+            arr = open_array(root / c["path"])
+            geom = array_geometry(arr, str(root / c["path"])) or Geometry.from_json(c["geometry"])
+            if tuple(arr.shape) != geom.shape:
+                raise InputError(f"{root / c['path']}: shape {tuple(arr.shape)} differs from its geometry {geom.shape}")
+            cat.volumes.append(Volume(crop["dataset"], kind, int(crop["id"]), c["name"],
+                                      c.get("kind") or class_kind(c["name"]), root,
+                                      (Level(c["path"], geom),), scale))
+
+
+def _add_submission(cat: Catalog, m: Manifest) -> None:
+    """A submission zip: read its arrays' own voxel_size/translation attrs, as the evaluator does."""
+    zpath = m.resolve(m["zip"]["path"])
+    grp = open_zip_group(zpath)
+    for crop_name, crop_grp in sorted(grp.groups()):
+        crop_id = _crop_id(crop_name)
+        if crop_id is None:
+            continue
+        dataset = cat.crop_datasets.get(crop_id)
+        if dataset is None:
+            log.warning("%s: %s belongs to no known dataset (give the dataset manifest too); not shown", zpath, crop_name)
+            continue
+        for cls, arr in sorted(crop_grp.arrays()):
+            geom = array_geometry(arr, f"{zpath}:{crop_name}/{cls}")
+            if geom is None:
+                raise InputError(f"{zpath}: {crop_name}/{cls} has no voxel_size attribute")
+            cat.volumes.append(Volume(dataset, "submission", crop_id, cls, class_kind(cls), zpath,
+                                      (Level(f"{crop_name}/{cls}", geom),)))
+
+
+def _crop_id(name: str) -> int | None:
+    return int(name[4:]) if name.startswith("crop") and name[4:].isdigit() else None
+
+
+# -- array access ---------------------------------------------------------------
+
+def open_zip_group(path: Path) -> zarr.Group:
+    """A read-only zarr v2 group inside a zip (the submission format)."""
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: submission zip not found or not a zip file")
+    store = zarr.storage.ZipStore(str(path), mode="r")
+    try:
+        return zarr.open_group(store, mode="r", zarr_format=2)
+    except Exception as exc:  # noqa: BLE001 - any zarr failure is bad input here
+        raise InputError(f"{path}: not a zarr v2 group in a zip ({exc})") from None
+
+
+_ZIP_GROUPS: dict[Path, zarr.Group] = {}
+
+
+def open_level(volume: Volume, level: Level) -> zarr.Array:
+    """The zarr array of one level of ``volume`` (lazy; zip stores opened once)."""
+    if volume.store.suffix == ".zip":
+        grp = _ZIP_GROUPS.get(volume.store)
+        if grp is None:
+            grp = _ZIP_GROUPS[volume.store] = open_zip_group(volume.store)
+        try:
+            return grp[level.path]
+        except KeyError:
+            raise InputError(f"{volume.store}: array {level.path} not found") from None
+    return open_array(volume.store / level.path)

@@ -1,0 +1,79 @@
+"""Catalogue: manifests -> volumes (with inputs followed), the -d/-c/-C/-k selection, bad input."""
+
+import json
+import shutil
+
+import pytest
+from csc_common.errors import InputError, ManifestError
+from csc_viewer.catalog import Selection, build_catalog, find_manifests, load_manifests
+
+
+def _catalog(*paths):
+    return build_catalog(load_manifests(paths))
+
+
+def test_all_kinds_found_from_the_data_folder(demo):
+    cat = build_catalog(load_manifests(find_manifests([], demo.root)))
+    kinds = sorted({(v.kind, v.crop, v.name) for v in cat.volumes}, key=str)
+    assert ("em", None, "fibsem") in kinds
+    for kind in ("gt", "predictions", "processed", "submission"):
+        assert (kind, 2, "mito") in kinds and (kind, 2, "ecs") in kinds
+    assert ("gt", 1, "mito") in kinds and ("gt", 1, "ecs") in kinds
+    assert cat.test_crops == {2}
+    assert cat.scores is not None and cat.scores.kind == "scores"
+
+
+def test_inputs_are_followed_back_to_the_dataset(demo):
+    cat = _catalog(demo.submission)  # submission -> processed -> predictions -> dataset
+    assert {v.kind for v in cat.volumes} == {"em", "gt", "predictions", "processed", "submission"}
+
+
+def test_geometry_comes_from_each_volume(demo, g):
+    cat = _catalog(demo.dataset, demo.predictions)
+    em = next(v for v in cat.volumes if v.kind == "em")
+    assert [lv.geometry for lv in em.levels] == [g.EM_S0, g.EM_S1]
+    assert em.levels[0].path == "recon-1/em/fibsem-uint8/s0"
+    mito1 = next(v for v in cat.volumes if v.kind == "gt" and v.crop == 1 and v.name == "mito")
+    assert mito1.geometry == g.TRAIN_MITO and mito1.class_kind == "instance"
+    truth2 = next(v for v in cat.volumes if v.kind == "gt" and v.crop == 2 and v.name == "ecs")
+    assert truth2.geometry == g.TEST_GEOM and truth2.store.name == "ground_truth.zarr"
+    pred = next(v for v in cat.volumes if v.kind == "predictions" and v.name == "mito")
+    assert pred.scale == pytest.approx(1 / 255) and pred.dataset == g.DATASET
+
+
+def test_selection_filters_like_the_original(demo):
+    cat = _catalog(demo.submission)
+    sel = Selection.parse(crops="crop2", classes="mi*", kinds="gt,predictions")
+    names = {(v.kind, v.crop, v.name) for v in sel.apply(cat)}
+    assert names == {("gt", 2, "mito"), ("predictions", 2, "mito")}  # no EM: not asked for
+    sel = Selection.parse(crops="test", kinds="em")
+    assert [v.kind for v in sel.apply(cat)] == ["em"]  # -c test forces the EM of the test crops
+    sel = Selection.parse(crops="1", kinds="*")
+    assert {v.crop for v in sel.apply(cat) if v.crop} == {1}
+    assert Selection.parse(datasets="other*").apply(cat) == []
+
+
+def test_unknown_kind_is_bad_input():
+    with pytest.raises(InputError, match="unknown kind"):
+        Selection.parse(kinds="gt,raw")
+
+
+def test_missing_volume_is_bad_input(demo, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(demo.root, root)
+    shutil.rmtree(root / "predictions.zarr" / "crop2" / "mito")
+    with pytest.raises(InputError, match="crop2/mito: zarr array not found"):
+        _catalog(root / "predictions.json")
+
+
+def test_wrong_kind_and_missing_manifest(demo, tmp_path):
+    bad = tmp_path / "model.json"
+    data = json.loads(demo.dataset.read_text())
+    data["kind"] = "model"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="/kind"):
+        load_manifests([bad])
+    with pytest.raises(ManifestError, match="not found"):
+        load_manifests([tmp_path / "nope.json"])
+    with pytest.raises(InputError, match="no manifests given"):
+        find_manifests([], tmp_path)

@@ -1,0 +1,75 @@
+"""The conformance kit on the default predictor, on ``--engine torch``, on a broken one and (opt-in) on an image."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from conformance_fixture import build_fixture
+from conformance_kit import check_output, check_predictor, main
+
+HERE = Path(__file__).resolve().parent
+PY = [sys.executable, "-m", "csc_predictor", "-q"]
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fixture(tmp_path_factory.mktemp("conformance"))["root"]
+
+
+def test_default_predictor_conforms(fixture: Path) -> None:
+    rep = check_predictor(fixture, "default", command=PY)
+    assert rep.ok, rep.text()
+    assert rep.checked == 5 and rep.stats["max_abs_diff"] == 0.0
+
+
+def test_torch_engine_conforms(fixture: Path) -> None:
+    rep = check_predictor(fixture, "torch", command=[*PY, "--engine", "torch"])
+    assert rep.ok, rep.text()
+    assert rep.stats["max_abs_diff"] <= 1 / 255 + 1e-9  # same weights: at most one uint8 step apart
+
+
+def test_other_tiling_still_conforms_within_tolerance(fixture: Path) -> None:
+    rep = check_predictor(fixture, "tiling", command=[*PY, "--overlap", "0.5", "--blend", "linear", "--dtype",
+                                                      "float16"])
+    assert rep.ok, rep.text()
+    assert rep.stats["max_abs_diff"] > 0
+
+
+def test_broken_predictor_fails_with_a_clear_report(fixture: Path) -> None:
+    rep = check_predictor(fixture, "broken", command=[sys.executable, str(HERE / "broken_predictor.py"), "geometry"])
+    assert not rep.ok
+    text = rep.text()
+    assert "FAIL" in text
+    assert "crop 101 class er: manifest geometry translation [158.0, 108.0, 101.0] != expected [150.0, 100.0, 93.0]" in text
+    assert "crop 101 class mito: array shape [9, 12, 14] != expected [10, 12, 14]" in text
+    assert all(line.startswith("  - crop ") for line in text.splitlines()[1:])
+
+
+def test_swapped_classes_fail_the_agreement_check(fixture: Path) -> None:
+    rep = check_predictor(fixture, "swapped", command=[sys.executable, str(HERE / "broken_predictor.py"), "channels"])
+    assert not rep.ok
+    assert any("crop 101 class mito: differs from the reference predictor" in f for f in rep.failures), rep.text()
+    assert not any("geometry" in f for f in rep.failures)
+
+
+def test_failing_command_and_missing_output_are_reported(fixture: Path) -> None:
+    rep = check_predictor(fixture, "false", command=[sys.executable, "-c", "import sys; sys.exit(3)"])
+    assert not rep.ok and rep.failures[0].startswith("predictor exited 3")
+    rep = check_output(fixture, fixture / "runs/nothing/predictions.json", name="nothing")
+    assert not rep.ok and "manifest file not found" in rep.failures[0]
+
+
+def test_kit_cli_exit_codes(fixture: Path, capsys) -> None:
+    assert main(["--command", " ".join(PY), "--fixture", str(fixture), "--name", "cli"]) == 0
+    assert "conformance cli: PASS" in capsys.readouterr().out
+    assert main(["--command", f"{sys.executable} {HERE / 'broken_predictor.py'} geometry", "--fixture", str(fixture),
+                 "--name", "cli-broken"]) == 1
+    assert "conformance cli-broken: FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not os.environ.get("CSC_PREDICTOR_IMAGE"), reason="set CSC_PREDICTOR_IMAGE to check an image")
+def test_docker_image_conforms(fixture: Path) -> None:
+    os.chmod(fixture, 0o777)
+    rep = check_predictor(fixture, "image", image=os.environ["CSC_PREDICTOR_IMAGE"])
+    assert rep.ok, rep.text()
