@@ -102,7 +102,7 @@ $(DATA)/scores.json: $(DATA)/submission.json | $(STAGE_DEPS)
 montage: $(DATA)/montage.png ## viewer: browser-free PNGs of every test crop + the score chart
 $(DATA)/montage.png: $(DATA)/scores.json $(DATA)/processed.json | $(STAGE_DEPS)
 	$(call stage,viewer,csc-view) --manifest $(D)/dataset.json $(D)/predictions.json $(D)/processed.json \
-	  --montage $(D)/montage.png --scores $(D)/scores.json --chart $(D)/scores.png
+	  -c test --montage $(D)/montage.png --scores $(D)/scores.json --chart $(D)/scores.png
 
 view: $(DATA)/processed.json ## viewer: neuroglancer on every volume (VIEW_ARGS for address/port)
 	$(call stage,viewer,csc-view) --manifest $(D)/dataset.json $(D)/predictions.json $(D)/processed.json $(VIEW_ARGS)

@@ -79,7 +79,7 @@ _src = $(shell find services/$(1)/src services/$(1)/pyproject.toml -type f \
 _common_src := $(call _src,common) $(wildcard schemas/*.json)
 image_ctx = $(if $(filter predictor,$(1)),predictor-cpu,$(1))
 
-.PHONY: images base-image wheelhouse conformance image-sizes images-prune $(addprefix image-,$(IMAGE_STAGES)) image-predictor-gpu
+.PHONY: images base-image wheelhouse conformance image-sizes images-prune image-predictor-broken $(addprefix image-,$(IMAGE_STAGES)) image-predictor-gpu
 
 images: $(addprefix image-,$(IMAGE_STAGES)) ## build every stage image (cached)
 
@@ -146,6 +146,12 @@ image-sizes: ## a table of the stage images' sizes
 images-prune: ## remove dangling image layers left by rebuilds
 	$(DOCKER) image prune -f
 
-# The predictor contract kit (tests/conformance/) against any image: CSC_PREDICTOR_IMAGE names it.
+# The predictor contract kit (tests/conformance/conformance_kit.py) against any image: it builds a small
+# fixture, runs the image on it (mounted at /data) and prints one line per failed check; exit 1 on failure.
 conformance: $(if $(filter csc-predictor:latest,$(PREDICTOR_IMAGE)),image-predictor) ## predictor contract kit against PREDICTOR_IMAGE
-	CSC_PREDICTOR_IMAGE=$(PREDICTOR_IMAGE) $(IMAGE_PYTHON) -m pytest -q tests/conformance
+	$(IMAGE_PYTHON) tests/conformance/conformance_kit.py --image $(PREDICTOR_IMAGE) --name $(PREDICTOR_IMAGE)
+
+# A predictor image that writes the wrong geometry: the conformance kit must reject it.
+image-predictor-broken: image-predictor
+	$(DOCKER_BUILD) -q -f $(IMAGES_DIR)/testing/broken-predictor/Dockerfile -t csc-predictor-broken:test \
+	  --build-arg PREDICTOR_IMAGE=csc-predictor:latest tests/conformance >/dev/null

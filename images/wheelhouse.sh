@@ -31,14 +31,23 @@ for v in $(seq 17 36); do PLATFORM+=(--platform "manylinux_2_${v}_x86_64"); done
 stage_of() { case "$1" in predictor-cpu|predictor-gpu) echo predictor ;; *) echo "$1" ;; esac; }
 
 build_local() {  # IMAGE: csc-common + csc-<stage> wheels from the working tree
-  local image="$1" stage; stage="$(stage_of "$1")"
+  local image="$1" stage tmp; stage="$(stage_of "$1")"
   [[ -f "${REPO}/services/${stage}/pyproject.toml" ]] || die "unknown stage '${stage}' (no services/${stage}/pyproject.toml)"
   rm -rf "${WH}/${image}/local"; mkdir -p "${WH}/${image}/local"
-  "${PIP[@]}" wheel --no-deps -w "${WH}/${image}/local" "${REPO}/services/common" "${REPO}/services/${stage}" \
+  # Build from a copy (symlinks resolved: csc_common/schemas points at the repo's schemas/), so the
+  # source tree gets no build/ or egg-info folders and concurrent editable installs do not interfere.
+  tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' RETURN
+  for pkg in common "$stage"; do
+    mkdir -p "$tmp/$pkg"
+    cp -rL "${REPO}/services/${pkg}/pyproject.toml" "${REPO}/services/${pkg}/src" "$tmp/$pkg/"
+    find "$tmp/$pkg" \( -name '__pycache__' -o -name '*.egg-info' \) -prune -exec rm -rf {} +
+  done
+  "${PIP[@]}" wheel --no-deps -w "${WH}/${image}/local" "$tmp/common" "$tmp/$stage" \
     || die "building the csc wheels for ${image} failed"
-  # The schemas are a symlink in the source tree; the wheel must carry the files.
-  unzip -l "${WH}/${image}"/local/csc_common-*.whl | grep -q 'csc_common/schemas/dataset.schema.json' \
-    || die "csc_common wheel lacks schemas/*.json"
+  "$PYTHON" - "${WH}/${image}"/local/csc_common-*.whl <<'PY' || die "csc_common wheel lacks schemas/*.json"
+import sys, zipfile
+sys.exit("csc_common/schemas/dataset.schema.json" not in zipfile.ZipFile(sys.argv[1]).namelist())
+PY
 }
 
 resolve_deps() {  # IMAGE: the third-party closure of the local wheels

@@ -9,8 +9,6 @@ import pytest
 import yaml
 
 
-
-
 @pytest.fixture
 def compose_env(tmp_path):
     data = tmp_path / "data"

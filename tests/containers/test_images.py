@@ -2,7 +2,6 @@
 
 import json
 
-
 # Distributions each image must carry (True) or must not (False).
 PACKAGES = {
     "fetcher": {"csc-fetcher": True, "boto3": True, "torch": False, "onnxruntime": False},

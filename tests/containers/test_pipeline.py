@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from csc_common.manifest import read_manifest
 
 # Small enough for 2 CPU cores; single-threaded so host and container compute the same numbers.

@@ -2,7 +2,7 @@
 
     .venv/bin/python services/evaluator/bench/bench_evaluate.py [--scale 1.0] [--keep DIR]
 
-Synthetic submission: 16 crops (edge 40..100 voxels at --scale 1; the issue's 300^3 is scaled down so
+Synthetic submission: 16 crops (edge 32..80 voxels at the default --scale 0.8; the issue's 300^3 is scaled down so
 the whole run, including the slow reference, stays under 5 minutes on 2 cores), 10 instance + 10
 semantic classes per crop, a few thousand instances in all; predictions are the truth with shifted,
 dropped, split and extra objects and perturbed semantic masks, packed as a zip. Each variant runs in
@@ -105,12 +105,11 @@ def make_data(root: Path, scale: float, seed: int = 0) -> dict:
 def reference_scores(root: Path) -> dict:
     """Single process, whole-volume operations, dense assignment: slow but obviously the rules."""
     import cc3d
-    from scipy import ndimage
-    from scipy.optimize import linear_sum_assignment
-
     from csc_common import align, volumes
     from csc_common.classes import INSTANCE_CLASSES
     from csc_common.crops import read_crop_manifest
+    from scipy import ndimage
+    from scipy.optimize import linear_sum_assignment
 
     rows = {(r.crop_id, r.class_label): r for r in read_crop_manifest(root / "test_crop_manifest.csv")}
     work = Path(tempfile.mkdtemp(prefix="bench-ref-"))
@@ -235,7 +234,7 @@ def _spawn(variant: str, root: Path, workers: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="crop edge multiplier (1.0: 40..100 voxels)")
+    ap.add_argument("--scale", type=float, default=0.8, help="crop edge multiplier (default 0.8: 32..80 voxels)")
     ap.add_argument("--keep", help="keep the synthetic data in this folder")
     ap.add_argument("--variant", choices=["ours", "reference"], help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)

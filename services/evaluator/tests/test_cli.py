@@ -160,3 +160,16 @@ def test_ratio_guard_and_shape_mismatch_exit_2(tmp_path, tiny_case, ev, capsys, 
     ev.write_manifest_csv(tmp_path / "test_crop_manifest.csv", [(1, "ecs", g)])
     assert _run(tmp_path, tmp_path / "sub.zarr") == 2
     _one_line_error(capsys, "crop 1 class mito: in the ground truth but not in the test manifest")
+
+
+def test_umbrella_verb_and_table(tmp_path, tiny_case, ev, capsys):
+    from csc_common import umbrella
+
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    rc = umbrella.main(["evaluate", "-s", str(tmp_path / "sub.zarr"), "-t", str(tmp_path / "truth.zarr"),
+                        "-r", str(tmp_path / "out" / "result.json"), "--compare-empty"])
+    assert rc == 0
+    text = capsys.readouterr().err
+    assert "ecs          semantic     2    0" in text and "mito         instance     2    0" in text
+    assert "all-empty submission: overall_score  0.0000   this submission: overall_score  1.0000" in text

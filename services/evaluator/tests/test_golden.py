@@ -5,7 +5,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 from csc_evaluator.cli import main
 
 CASE = Path(__file__).resolve().parent / "golden" / "case1"

@@ -298,3 +298,12 @@ def test_missing_scores():
     assert (sem["tp"], sem["fp"], sem["fn"], sem["status"]) == (0, 0, 1000, "missing")
     inst = scoring.missing_score(t, VS, instance=True)
     assert (inst["tp"], inst["fp"], inst["fn"], inst["n_hausdorff"], inst["hausdorff_norm_sum"]) == (0, 0, 2, 2, 0.0)
+
+
+def test_huge_sparse_ids_do_not_blow_up():
+    t = vol(dtype=np.uint64)
+    t[1:3, 1:3, 1:3] = 2**40
+    t[6:8, 6:8, 6:8] = 5
+    p = (t > 0).astype(np.uint8)
+    r = scoring.score_instance(p, t, VS, constants=C)
+    assert (r["tp"], r["fp"], r["fn"], r["hausdorff_norm_sum"]) == (2, 0, 0, 2.0)

@@ -168,3 +168,23 @@ def test_malformed_manifest_exits_2(tmp_path: Path, tiny_bucket: Path, capsys: p
     assert not dest.exists()
     assert _fetch(tiny_bucket, dest, "--test-manifest", str(tmp_path / "absent.csv")) == 2
     assert "cannot read manifest" in capsys.readouterr().err
+
+
+def test_fetched_em_and_labels_line_up(fetched_tiny: Path) -> None:
+    """Read EM through the geometry on each training crop's label grid: class contrasts must show."""
+    from csc_common.volumes import read_resampled
+
+    man = read_manifest(fetched_tiny / "dataset.json", "dataset")
+    for c in (c for c in man["crops"] if c["split"] == "train"):
+        d = next(d for d in man["datasets"] if d["name"] == c["dataset"])
+        em_root = man.resolve(d["zarr"]) / d["em"]["path"]
+        s0 = read_levels(em_root)[0]
+        classes = {k["name"]: k for k in c["classes"]}
+        g = Geometry.from_json(classes["ecs"]["geometry"])
+        img = read_resampled(zarr.open_array(str(em_root / "s0"), mode="r"), s0.geometry, g, order=1)
+        lab = {n: zarr.open_array(str(man.resolve(d["zarr"]) / k["path"] / "s0"), mode="r")[:] > 0
+               for n, k in classes.items()}
+        if lab["ecs"].sum() > 50 and lab["cyto"].sum() > 50:
+            assert img[lab["ecs"]].mean() > img[lab["cyto"]].mean() + 20, c["id"]
+        if "mito" in lab and lab["mito"].sum() > 50:
+            assert img[lab["mito"]].mean() < img[lab["cyto"]].mean() - 10, c["id"]

@@ -158,3 +158,14 @@ def test_default_test_manifest_comes_from_the_env_url(make_processed, make_test_
     out = processed.parent / "submission.json"
     assert main(["--processed", str(processed), "--output", str(out), "-q"]) == 0
     assert read_manifest(out, "submission")["test_manifest"].startswith("file://")
+
+
+def test_unreachable_default_manifest_is_one_line_exit_2(make_processed, tmp_path, monkeypatch, capsys):
+    _, mito, _ = _truth()
+    processed = make_processed([(7, "mito", mito, ROW_MITO)])
+    monkeypatch.setenv("CSC_TEST_CROP_MANIFEST_URL", "http://127.0.0.1:9/test_crop_manifest.csv")
+    out = processed.parent / "submission.json"
+    assert main(["--processed", str(processed), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot fetch the test crop manifest" in err[0] and "--test-manifest" in err[0]
+    assert not out.exists()

@@ -109,3 +109,22 @@ def test_bad_steps_file_exit_2(predictions, tmp_path, capsys):
     assert main(["--predictions", str(predictions), "--output", str(out), "--steps", str(bad)]) == 2
     assert "put 'threshold' first" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_perfect_prediction_reproduces_the_truth(make_predictions, balls):
+    """Probabilities equal to the truth give back the truth: masks exactly, instances up to their numbering."""
+    from csc_postprocessor.blockwise import relabel_by_appearance
+
+    truth_ids = np.zeros(G1.shape, np.uint32)
+    for i, c in enumerate([(5, 5, 5), (12, 20, 30), (18, 6, 25), (6, 22, 8)]):
+        truth_ids[balls(G1.shape, [c], 4.0)] = 300 + 17 * i  # ids above 255
+    truth_er = np.zeros(G1.shape, bool)
+    truth_er[:, 10:20, 5:35] = True
+    preds = make_predictions([(3, "ds", "mito", (truth_ids > 0).astype(np.float32), G1),
+                              (3, "ds", "er", truth_er.astype(np.float32), G1)])
+    out = preds.parent / "processed.json"
+    assert main(["--predictions", str(preds), "--output", str(out), "-q"]) == 0
+    mito, _ = _read(out.with_suffix(".zarr"), "crop3/mito")
+    er, _ = _read(out.with_suffix(".zarr"), "crop3/er")
+    np.testing.assert_array_equal(er, truth_er.astype(np.uint8))
+    np.testing.assert_array_equal(mito, relabel_by_appearance(truth_ids)[0])

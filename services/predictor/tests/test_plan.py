@@ -95,5 +95,6 @@ def test_plan_of_the_fixture(fixture_root) -> None:
     assert [t.key for t in whole.targets] == ["fixds"] and whole.targets[0].geometry.shape == (32, 40, 40)
     with pytest.raises(InputError, match="cannot be taken by the model"):
         build_plan(_cfg(tile="15,16,16"), spec, ds)
-    with pytest.raises(InputError, match="not in the test manifest"):
+    with pytest.raises(InputError, match="is in the test manifest"):
         build_plan(_cfg(crops="999"), spec, ds)
+    assert [t.key for t in build_plan(_cfg(crops="7,104"), spec, ds).targets] == ["crop104"]

@@ -156,7 +156,7 @@ def _expect_bad_input(root: Path, capsys, *extra: str, match: str, out: str = "b
 
 def test_bad_tile_and_missing_crop_and_voxel_size(fixture_copy: Path, capsys) -> None:
     _expect_bad_input(fixture_copy, capsys, "--tile", "15,16,16", match="cannot be taken by the model")
-    _expect_bad_input(fixture_copy, capsys, "--crops", "999", match="not in the test manifest")
+    _expect_bad_input(fixture_copy, capsys, "--crops", "999", match="is in the test manifest")
     onnx_json = fixture_copy / "models/tiny/onnx-model.json"
     data = json.loads(onnx_json.read_text())
     data["input"]["voxel_size"] = [32.0, 32.0, 32.0]
@@ -188,6 +188,12 @@ def test_crop_without_any_em_chunk_is_an_error_but_missing_chunks_are_fill(fixtu
     # Other crops still predict; a partly missing region reads as fill.
     (s1 / "1" / "2" / "2").unlink(missing_ok=True)
     assert main(predict_args(fixture_copy, "ok/predictions.json", "--crops", "102,104")) == 0
+
+
+def test_truncated_em_chunk_mid_run_leaves_nothing(fixture_copy: Path, capsys) -> None:
+    chunk = fixture_copy / "fixds/fixds.zarr/recon-1/em/fibsem-uint8/s1/1/1/1"  # inside crop 102's region
+    chunk.write_bytes(chunk.read_bytes()[:7])
+    _expect_bad_input(fixture_copy, capsys, match="cannot read EM region")
 
 
 def test_wrong_manifest_kind_and_missing_file(fixture_root: Path, tmp_path: Path, capsys) -> None:

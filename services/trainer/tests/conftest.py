@@ -36,10 +36,10 @@ def scene(g: Geometry) -> dict[str, np.ndarray]:
     nuc = ((z - 200) ** 2 + (y - 200) ** 2 + (x - 150) ** 2) < 70**2
     mito = np.zeros(g.shape, np.uint32)
     for i, (cz, cy, cx) in enumerate([(80, 80, 80), (260, 90, 220), (120, 300, 60), (300, 300, 250)], 1):
-        mito[((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) < 36**2] = i
+        mito[((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) < 50**2] = i
     ves = np.zeros(g.shape, np.uint32)
     for i, (cz, cy, cx) in enumerate([(60, 200, 240), (200, 60, 150), (330, 180, 100), (150, 330, 200)], 1):
-        ves[((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) < 18**2] = i
+        ves[((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2) < 24**2] = i
     mito[ecs | nuc] = 0
     ves[ecs | nuc] = 0
     er = (np.abs((y % 96) - 48) < 8) & ~ecs & ~nuc & (mito == 0) & (ves == 0)
@@ -117,3 +117,15 @@ def make_dataset(root: Path, *, crops: Sequence[dict[str, Any]] | None = None, n
 def fixture_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Dataset manifest of the default fixture (shared by the session; treat as read-only)."""
     return make_dataset(tmp_path_factory.mktemp("fixture-data"))
+
+
+@pytest.fixture(scope="session")
+def fixture_scene():
+    """The analytic scene function (grid -> label volumes), for tests that need ground truth."""
+    return scene
+
+
+@pytest.fixture(scope="session")
+def make_fixture_dataset():
+    """The fixture builder itself, for tests that need their own variant."""
+    return make_dataset

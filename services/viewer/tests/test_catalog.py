@@ -43,9 +43,11 @@ def test_geometry_comes_from_each_volume(demo, g):
 
 def test_selection_filters_like_the_original(demo):
     cat = _catalog(demo.submission)
-    sel = Selection.parse(crops="crop2", classes="mi*", kinds="gt,predictions")
+    sel = Selection.parse(crops="crop2", classes="mi*", kinds="gt,predictions")  # the original's -k form
     names = {(v.kind, v.crop, v.name) for v in sel.apply(cat)}
-    assert names == {("gt", 2, "mito"), ("predictions", 2, "mito")}  # no EM: not asked for
+    assert names == {("em", None, "fibsem"), ("gt", 2, "mito"), ("predictions", 2, "mito")}  # EM always shown
+    sel = Selection.parse(crops="crop2", classes="mi*", kinds="gt", em=False)
+    assert {(v.kind, v.crop, v.name) for v in sel.apply(cat)} == {("gt", 2, "mito")}
     sel = Selection.parse(crops="test", kinds="em")
     assert [v.kind for v in sel.apply(cat)] == ["em"]  # -c test forces the EM of the test crops
     sel = Selection.parse(crops="1", kinds="*")
@@ -77,3 +79,16 @@ def test_wrong_kind_and_missing_manifest(demo, tmp_path):
         load_manifests([tmp_path / "nope.json"])
     with pytest.raises(InputError, match="no manifests given"):
         find_manifests([], tmp_path)
+
+
+def test_a_broken_input_manifest_is_skipped_not_fatal(demo, tmp_path, caplog):
+    root = tmp_path / "d"
+    shutil.copytree(demo.root, root)
+    (root / "predictions.json").write_text("{broken")
+    cat = _catalog(root / "processed.json")
+    assert {v.kind for v in cat.volumes} == {"processed"}  # the chain to the dataset is cut here
+    assert "input manifest skipped" in caplog.text
+
+
+def test_a_folder_stands_for_its_manifests(demo):
+    assert [p.name for p in find_manifests([demo.root], "unused")][:2] == ["dataset.json", "predictions.json"]

@@ -16,6 +16,35 @@ def test_serve_no_wait_prints_one_url_per_dataset(demo, capsys):
     assert dataset == "jrc_demo-1" and url.startswith("http://127.0.0.1:") and "/v/" in url
 
 
+def test_serve_blocks_until_signalled(demo):
+    """The real command: prints the URL, serves it, and exits 0 on SIGTERM (docker stop) or SIGINT."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    cmd = [sys.executable, "-c", "import sys; from csc_viewer.cli import main; sys.exit(main())",
+           "--data", str(demo.root), "-c", "2", "--bind-address", "0.0.0.0", "--port", "0", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # blocks until the server is up and the URL printed
+        assert "\t" in line, f"no URL printed: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        dataset, url = line.strip().split("\t")
+        port_and_path = url.split(":", 2)[2]  # 0.0.0.0 prints the host name; reach it on loopback
+        with urllib.request.urlopen(f"http://127.0.0.1:{port_and_path}", timeout=30) as resp:
+            assert resp.status == 200
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        assert rc == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 def test_montage_and_chart(demo, tmp_path):
     rc = main(["-m", str(demo.processed), "-c", "test", "-k", "em,gt,predictions,processed", "-C", "mito,ecs",
                "--montage", str(tmp_path / "m.png"), "--scores", str(demo.scores), "--chart", str(tmp_path / "c.png"),
@@ -29,6 +58,15 @@ def test_umbrella_verb(demo, tmp_path):
 
     assert csc(["visualize", "--data", str(demo.root), "-c", "1", "--montage", str(tmp_path / "one.png"), "-q"]) == 0
     assert (tmp_path / "one.png").is_file()
+
+
+def test_several_crops_give_one_png_each_and_an_overview(demo, tmp_path):
+    from PIL import Image
+
+    assert main(["--data", str(demo.root), "--montage", str(tmp_path / "m.png"), "-q"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-crop1.png", "m-crop2.png", "m.png"]
+    sizes = [Image.open(tmp_path / n).size for n in ("m-crop1.png", "m-crop2.png", "m.png")]
+    assert sizes[2] == (max(sizes[0][0], sizes[1][0]), sizes[0][1] + sizes[1][1])
 
 
 def _err(capsys) -> str:
@@ -119,3 +157,10 @@ def test_on_the_fetchers_synthetic_data(synthetic_data, tmp_path):
     crop = min(cat.test_crops)
     assert main(["-m", str(synthetic_data), "-c", str(crop), "--montage", str(tmp_path / "t.png"), "-q"]) == 0
     assert (tmp_path / "t.png").stat().st_size > 10_000
+
+
+def test_screenshot_without_a_browser_is_one_clear_error(demo, tmp_path, capsys):
+    out = tmp_path / "s.png"
+    assert main(["--data", str(demo.root), "--screenshot", str(out), "--chromium", str(tmp_path / "no-chromium")]) == 2
+    assert "no-chromium: not found (install Debian's chromium and chromium-driver)" in _err(capsys)
+    assert not out.exists()

@@ -55,6 +55,15 @@ def test_compose_probabilities_scale_alpha():
     assert 0 < rgb[0, 1, 0] < rgb[0, 2, 0] <= red
 
 
+def test_probabilities_show_the_most_probable_class():
+    mito = np.array([[0.9, 0.2]], np.float32)
+    ecs = np.array([[0.3, 0.7]], np.float32)
+    rgb = compose(None, [ClassSlice("mito", mito, "probability"), ClassSlice("ecs", ecs, "probability")], (1, 2))
+    want_mito = np.round(np.array(hex_to_rgb(class_color("mito"))) * 0.9 * 0.85)
+    want_ecs = np.round(np.array(hex_to_rgb(class_color("ecs"))) * 0.7 * 0.85)
+    assert rgb[0, 0] == pytest.approx(want_mito, abs=1) and rgb[0, 1] == pytest.approx(want_ecs, abs=1)
+
+
 def test_instances_get_different_shades():
     ids = np.array([[1, 2, 0]], np.uint32)
     rgb = compose(None, [ClassSlice("mito", ids, "labels")], (1, 3))

@@ -57,3 +57,18 @@ def test_screenshot_four_panels_with_predictions(demo, tmp_path):
     h, w = reds.shape
     # probability shader paints mito in its colour in the xy (top left) and xz (top right) panels
     assert reds[: h // 2, : w // 2].mean() > 0.05 and reds[: h // 2, w // 2:].mean() > 0.05
+
+
+def test_screenshot_of_the_fetched_demo_data_one_per_dataset(synthetic_data, tmp_path):
+    """`make demo`'s data (two datasets, one anisotropic): one picture per dataset, each showing its test crop."""
+    out = tmp_path / "demo.png"
+    assert main(["-m", str(synthetic_data), "-c", "test", "--screenshot", str(out), "--size", "480x360",
+                 "--layout", "xy", "-q"]) == 0
+    shots = sorted(tmp_path.glob("demo-*.png"))
+    assert [p.name for p in shots] == ["demo-syn_aniso-1.png", "demo-syn_iso-1.png"]
+    for shot in shots:
+        rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+        saturated = (rgb.max(-1) - rgb.min(-1)) > 60
+        assert saturated.mean() > 0.2, shot.name  # the test crop's truth layers are shown over the EM
+        grey = rgb[~saturated].mean(-1)
+        assert grey.std() > 15, shot.name  # EM texture around the crop, not an empty background

@@ -210,7 +210,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        lines = [ln.strip(" .") for ln in str(exc).splitlines() if ln.strip(" .")]
+        msg = f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
         raise InputError(f"{p}: corrupt or unreadable checkpoint ({msg})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{p}: not a csc checkpoint (expected format {CHECKPOINT_FORMAT!r})")

@@ -88,12 +88,19 @@ def instance_overlaps(truth: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: in
     g = np.ravel(truth)
     p = np.ravel(pred)
     fg = (g > 0) & (p > 0)
-    gi = g[fg].astype(np.int64) - 1
-    pj = p[fg].astype(np.int64) - 1
-    if gi.size == 0:
+    if not fg.any():
         empty = np.zeros(0, np.int64)
         return Overlaps(n_gt, n_pred, empty, empty, np.zeros(0, np.float32))
-    gt_sizes = np.bincount(g[g > 0].astype(np.int64) - 1, minlength=n_gt)
+    g_ids = None
+    if n_gt > (1 << 22):  # sparse huge ids: count on compact ids, report real ones
+        g_ids, inv = np.unique(g, return_inverse=True)
+        g = inv.reshape(-1).astype(np.int64) + (0 if g_ids[0] == 0 else 1)
+        if g_ids[0] != 0:
+            g_ids = np.concatenate([[0], g_ids])
+    n_rows = int(g.max())
+    gi = g[fg].astype(np.int64) - 1
+    pj = p[fg].astype(np.int64) - 1
+    gt_sizes = np.bincount(g[g > 0].astype(np.int64) - 1, minlength=n_rows)
     pr_sizes = np.bincount(p[p > 0].astype(np.int64) - 1, minlength=n_pred)
     keys, inter = np.unique(gi * np.int64(n_pred) + pj, return_counts=True)
     if keys.size > max_edges:
@@ -102,7 +109,8 @@ def instance_overlaps(truth: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: in
     union = gt_sizes[rows] + pr_sizes[cols] - inter
     iou = (inter / union).astype(np.float32)
     keep = iou > 0
-    return Overlaps(n_gt, n_pred, rows[keep], cols[keep], iou[keep])
+    rows = rows[keep] if g_ids is None else g_ids[rows[keep] + 1].astype(np.int64) - 1
+    return Overlaps(n_gt, n_pred, rows, cols[keep], iou[keep])
 
 
 def match_costs(iou: np.ndarray, cost_scale: int) -> np.ndarray:
@@ -122,12 +130,13 @@ def optimal_matching(ov: Overlaps, cost_scale: int) -> dict[int, int]:
         return {}
     costs = match_costs(ov.iou, cost_scale)
     unmatched = float(cost_scale + 1)
-    n_nodes = ov.n_gt + ov.n_pred
+    gt_nodes, gt_node = np.unique(ov.rows, return_inverse=True)  # only GTs with an edge are nodes
+    n_nodes = gt_nodes.size + ov.n_pred
     graph = sparse.coo_matrix(
-        (np.ones(ov.rows.size, np.int8), (ov.rows, ov.n_gt + ov.cols)), shape=(n_nodes, n_nodes)
+        (np.ones(ov.rows.size, np.int8), (gt_node, gt_nodes.size + ov.cols)), shape=(n_nodes, n_nodes)
     )
     _, comp = csgraph.connected_components(graph, directed=False)
-    edge_comp = comp[ov.rows]
+    edge_comp = comp[gt_node]
     order = np.argsort(edge_comp, kind="stable")
     bounds = np.flatnonzero(np.diff(edge_comp[order])) + 1
     mapping: dict[int, int] = {}

@@ -16,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-
 from csc_common import volumes
 from csc_common.crops import CropRow, write_crop_manifest
 from csc_common.geometry import Geometry

@@ -28,7 +28,7 @@ class Config:
         "help": "fetch every EM level (default: skip levels finer than 0.8 x the label voxel size)"})
     resolution: Optional[str] = field(default=None, metadata={
         "help": "only the EM level(s) closest to these voxel sizes in nm, e.g. 8 or 8,16"})
-    batch_size: int = field(default=256, metadata={"args": ["-b", "--batch-size"], "help": "objects per copy task"})
+    batch_size: int = field(default=256, metadata={"args": ["-b", "--batch-size"], "help": "objects per copy task (lowered automatically so that every worker has work)"})
     num_workers: Optional[int] = field(default=None, metadata={
         "args": ["-w", "--num-workers"], "help": "parallel downloads (default env CSC_FETCH_DATA_NUM_WORKERS or 32)"})
     zip: bool = field(default=False, metadata={

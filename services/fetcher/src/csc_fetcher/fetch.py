@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from csc_common.classes import class_kind
 from csc_common.crops import CropRow, merged_crop_box, parse_crop_manifest, write_crop_manifest
 from csc_common.errors import InputError
-from csc_common.fsutil import atomic_write_text
+from csc_common.fsutil import atomic_write_text, sha256_file
 from csc_common.geometry import Box
 from csc_common.manifest import Manifest, new_manifest, now, relpath, write_manifest
 from csc_common.volumes import Level, parse_multiscales
@@ -183,20 +183,25 @@ def _read_multiscale(source: Source, group_key: str, workers: int) -> tuple[list
         raise InputError(f"{source.name}/{group_key}/.zattrs: no OME-NGFF multiscales datasets")
     keys = [".zgroup"] + [f"{p}/.zarray" for p in paths] + [f"{p}/.zattrs" for p in paths]
     docs = _pmap(lambda k: source.get(f"{group_key}/{k}"), keys, workers)
-    metas: dict[str, ArrayMeta] = {}
-    shapes: dict[str, Sequence[int]] = {}
-    for k, doc in zip(keys, docs, strict=False):
+    zarrays = {}
+    for k, doc in zip(keys, docs, strict=True):
         if doc is None:
             continue
         raw[k] = doc
         if k.endswith("/.zarray"):
-            p = k.rsplit("/", 1)[0]
-            meta = ArrayMeta.from_zarray(read_json_bytes(doc, f"{source.name}/{group_key}/{k}"), f"{group_key}/{k}")
-            metas[p] = meta
-            shapes[p] = meta.shape
+            zarrays[k.rsplit("/", 1)[0]] = doc
     raw.setdefault(".zgroup", ZGROUP)
-    levels = parse_multiscales(attrs, shapes, f"{source.name}/{group_key}")
+    levels, metas = _levels_from_docs(zattrs, zarrays, f"{source.name}/{group_key}")
     return levels, metas, raw
+
+
+def _levels_from_docs(zattrs: bytes, zarrays: dict[str, bytes], where: str) -> tuple[list[Level], dict[str, ArrayMeta]]:
+    """OME-NGFF levels and chunk metadata from a group's ``.zattrs`` and its levels' ``.zarray`` documents."""
+    attrs = read_json_bytes(zattrs, f"{where}/.zattrs")
+    metas = {p: ArrayMeta.from_zarray(read_json_bytes(d, f"{where}/{p}/.zarray"), f"{where}/{p}/.zarray")
+             for p, d in zarrays.items()}
+    levels = parse_multiscales(attrs, {p: m.shape for p, m in metas.items()}, where)
+    return levels, metas
 
 
 def read_json_bytes(data: bytes, where: str) -> dict[str, Any]:
@@ -240,33 +245,46 @@ def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers:
 
     crops: list[CropPlan] = []
 
-    def plan_train(t: TrainCrop) -> tuple[CropPlan | None, list[Item]]:
-        _, crop_key = parse_s3_url(t.crop_url)
-        crop_key = crop_key.rstrip("/")
-        objs = list(source.list(crop_key + "/"))
-        if not objs:
-            log.warning("crop %d (%s): no ground truth at %s/%s; skipped", t.crop_id, t.dataset, source.name, crop_key)
-            return None, []
-        present = sorted({o.key[len(crop_key) + 1:].split("/", 1)[0] for o in objs
-                          if o.key[len(crop_key) + 1:].count("/") >= 1})
+    # Training crops: list each crop group (one listing per crop, in parallel), then read every
+    # label multiscale's metadata in one parallel sweep; those documents are copied inline, not twice.
+    crop_keys = [parse_s3_url(t.crop_url)[1].rstrip("/") for t in sel.train]
+    listings = _pmap(lambda k: list(source.list(k + "/")), crop_keys, workers)
+    wanted_by_crop: list[list[str]] = []
+    meta_objs: list[ObjectInfo] = []
+    for t, ck, objs in zip(sel.train, crop_keys, listings, strict=True):
+        rels = [o.key[len(ck) + 1:] for o in objs]
+        present = sorted({r.split("/", 1)[0] for r in rels if "/" in r})
         wanted = [c for c in present if sel.classes is None or c in sel.classes]
-        if not wanted:
+        wanted_by_crop.append(wanted)
+        if not objs:
+            log.warning("crop %d (%s): no ground truth at %s/%s; skipped", t.crop_id, t.dataset, source.name, ck)
+        elif not wanted:
             log.info("crop %d (%s): none of the requested classes annotated; skipped", t.crop_id, t.dataset)
-            return None, []
-        label_root = crop_key.split("/", 2)[2]  # path inside the dataset zarr (after "<ds>/<ds>.zarr/")
+        for o, r in zip(objs, rels, strict=True):
+            parts = r.split("/")
+            if parts[0] in wanted and (parts[1:] == [".zattrs"] or (len(parts) == 3 and parts[2] == ".zarray")):
+                meta_objs.append(o)
+    docs = dict(zip([o.key for o in meta_objs], _pmap(lambda o: source.get(o.key, o), meta_objs, workers), strict=True))
+    for t, ck, objs, wanted in zip(sel.train, crop_keys, listings, wanted_by_crop, strict=True):
+        label_root = ck.split("/", 2)[2]  # path inside the dataset zarr (after "<ds>/<ds>.zarr/")
         infos = []
         for c in wanted:
             if c == "all" and sel.classes is None:
                 continue  # copied, but not listed as a class
-            levels, _, _ = _read_multiscale(source, f"{crop_key}/{c}", 1)
+            zattrs = docs.get(f"{ck}/{c}/.zattrs")
+            if zattrs is None:
+                raise InputError(f"{source.name}/{ck}/{c}: label group without .zattrs (no multiscales)")
+            zarrays = {k[len(ck) + len(c) + 2:].rsplit("/", 1)[0]: v for k, v in docs.items()
+                       if k.startswith(f"{ck}/{c}/") and k.endswith("/.zarray") and v is not None}
+            levels, _ = _levels_from_docs(zattrs, zarrays, f"{source.name}/{ck}/{c}")
             infos.append(ClassInfo(c, f"{label_root}/{c}", levels))
-        keep = []
         for o in objs:
-            rel = o.key[len(crop_key) + 1:]
+            rel = o.key[len(ck) + 1:]
             if "/" not in rel or rel.split("/", 1)[0] in wanted:
-                keep.append(Item(o.key, dest / o.key, info=o))
+                d = docs.get(o.key)
+                items.append(Item(o.key, dest / o.key, info=o, data=d))
         if not infos:
-            return None, keep
+            continue
         box = infos[0].levels[0].geometry.box
         for ci in infos[1:]:
             box = box.union(ci.levels[0].geometry.box)
@@ -274,12 +292,7 @@ def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers:
         cp.em_levels = [lv.path for lv in select_levels(
             datasets[t.dataset].levels, finest_voxel_size(ci.levels[0].geometry.voxel_size for ci in infos),
             all_resolutions=cfg.fetch_all_em_resolutions, resolutions=resolutions)]
-        return cp, keep
-
-    for cp, keep in _pmap(plan_train, sel.train, workers):
-        items.extend(keep)
-        if cp is not None:
-            crops.append(cp)
+        crops.append(cp)
     for cid, rows in sel.test.items():
         ds = rows[0].dataset
         cp = CropPlan(cid, ds, "test", merged_crop_box(rows), rows=list(rows))
@@ -373,6 +386,10 @@ def describe_plan(plan: Plan, workers: int) -> str:
         its = [it for it in plan.items if it.key.startswith(prefix)]
         lines.append(f"  {ds:<24} {sum(c.dataset == ds for c in plan.crops):>5}  "
                      f"{','.join(sorted(dp.fetched_levels)) or '-':<14} {len(its):>8} {_mib(sum(i.size for i in its)):>11}")
+    other = [it for it in plan.items if not any(it.key.startswith(f"{ds}/") for ds in plan.datasets)]
+    if other:
+        lines.append(f"  {'test truth (held apart)':<24} {len(plan.test_rows) and len({r.crop_id for r in plan.test_rows}):>5}  "
+                     f"{'-':<14} {len(other):>8} {_mib(sum(i.size for i in other)):>11}")
     lines.append(f"  total: {len(plan.items)} objects, {_mib(total_bytes)}; already present: "
                  f"{len(plan.items) - len(todo)}; to fetch: {len(todo)} objects, {_mib(nbytes)}; "
                  f"chunks never written (fill value): {plan.missing_chunks}")
@@ -388,7 +405,8 @@ def _level_json(lv: Level, fetched: bool | None = None) -> dict[str, Any]:
     return d
 
 
-def dataset_manifest(plan: Plan, res: Result, dest: Path, output: Path, started: str, args: list[str]) -> dict[str, Any]:
+def dataset_manifest(plan: Plan, res: Result, dest: Path, output: Path, started: str, args: list[str],
+                     timings: dict[str, float]) -> dict[str, Any]:
     datasets = [{
         "name": ds,
         "zarr": relpath(dest / ds / f"{ds}.zarr", output),
@@ -411,15 +429,22 @@ def dataset_manifest(plan: Plan, res: Result, dest: Path, output: Path, started:
         "datasets": datasets,
         "crops": crops,
         "test_manifest": relpath(dest / "test_crop_manifest.csv", output),
-        "manifests": plan.manifests,
+        "manifests": {k: (relpath(v, output) if "://" not in v and Path(v).is_file() else v)
+                      for k, v in plan.manifests.items()},
         "counts": {"objects": len(plan.items), "bytes": sum(it.size for it in plan.items),
                    "fetched_objects": res.fetched, "fetched_bytes": res.bytes, "skipped_objects": res.skipped,
                    "missing_chunks": plan.missing_chunks + res.missing,
                    "requests": plan.source.stats.requests, "retries": plan.source.stats.retries},
+        "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     if plan.truth:
         body["truth"] = relpath(dest / "ground_truth.zarr", output)
-    return new_manifest("dataset", "fetcher", started, args=args, **body)
+    inputs = []
+    for which, loc in plan.manifests.items():
+        p = Path(loc.removeprefix("file://"))
+        if "://" not in loc and p.is_file():
+            inputs.append({"kind": f"{which}-crop-manifest", "path": relpath(p, output), "sha256": sha256_file(p)})
+    return new_manifest("dataset", "fetcher", started, args=args, inputs=inputs, **body)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -440,8 +465,11 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
         raise InputError(f"--retries must be >= 1, got {cfg.retries}")
     _floats(cfg.resolution)
     source, label, train_text, test_text, prepare = open_source(cfg, workers)
-    train_loc = cfg.manifest or ("<synthetic>" if cfg.source == "synthetic" else default_location("manifest"))
-    test_loc = cfg.test_manifest or ("<synthetic>" if cfg.source == "synthetic" else default_location("test_manifest"))
+    bucket_dir = Path(cfg.bucket_dir) if cfg.bucket_dir else dest / ".synthetic-bucket"
+    local_default = cfg.source in ("synthetic", "local")
+    train_loc = cfg.manifest or (str(bucket_dir / "manifest.csv") if local_default else default_location("manifest"))
+    test_loc = cfg.test_manifest or (str(bucket_dir / "test_crop_manifest.csv") if local_default
+                                     else default_location("test_manifest"))
     train = parse_fetch_manifest(train_text, train_loc)
     test_rows = parse_crop_manifest(test_text, test_loc)
     sel = select(train, test_rows, crops=cfg.crops, datasets=split_list(cfg.datasets), classes=split_list(cfg.classes))
@@ -460,6 +488,7 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
     prepare()
     source.check()
     plan = build_plan(source, sel, cfg, dest, workers, label, {"train": train_loc, "test": test_loc})
+    t_plan = time.perf_counter()
     if cfg.dry_run:
         print(describe_plan(plan, workers), file=sys.stdout, flush=True)
         return None
@@ -472,8 +501,10 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
                 shutil.rmtree(r)
     remove_stale_parts(roots)
     res = copy(plan.items, source, workers=workers, batch_size=cfg.batch_size)
+    t_copy = time.perf_counter()
     atomic_write_text(dest / "test_crop_manifest.csv", write_crop_manifest(plan.test_rows))
-    data = dataset_manifest(plan, res, dest, output, started, list(sys.argv[1:] if args is None else args))
+    timings = {"plan_s": t_plan - t0, "copy_s": t_copy - t_plan, "workers": workers}
+    data = dataset_manifest(plan, res, dest, output, started, list(sys.argv[1:] if args is None else args), timings)
     man = write_manifest(output, data)
     dt = time.perf_counter() - t0
     n_train = sum(c.split == "train" for c in plan.crops)

@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import http.client
 import http.server
+import logging
 import os
 import socket
 import sys
@@ -80,7 +81,11 @@ class FaultProxy:
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _handle  # noqa: N815
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # clients that hang up mid-request (killed fetchers, timeouts) are expected here
+
+        self.server = Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.server.request_queue_size = 256
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -196,6 +201,7 @@ def start_moto() -> tuple[Any, str, tuple[str, int]]:
     """A ThreadedMotoServer on 127.0.0.1 at a free port: (server, endpoint URL, (host, port))."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -215,12 +221,17 @@ def s3_client(endpoint: str, *, signed: bool = True) -> Any:
 
 
 def upload_folder(endpoint: str, bucket: str, root: Path, *, skip: Iterable[str] = (".synthetic.json",),
-                  workers: int = 8) -> int:
-    """Create a public-read bucket holding every file under ``root`` (keys = relative paths)."""
+                  include: Iterable[str] | None = None, workers: int = 8) -> int:
+    """Create a public-read bucket holding the files under ``root`` (keys = relative paths).
+
+    ``include``: only keys starting with one of these prefixes.
+    """
     client = s3_client(endpoint)
     client.create_bucket(Bucket=bucket)
     client.put_bucket_acl(Bucket=bucket, ACL="public-read")
-    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name not in set(skip)]
+    prefixes = tuple(include) if include is not None else ("",)
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name not in set(skip)
+             and p.relative_to(root).as_posix().startswith(prefixes)]
 
     def put(p: Path) -> None:
         client.put_object(Bucket=bucket, Key=p.relative_to(root).as_posix(), Body=p.read_bytes(), ACL="public-read")

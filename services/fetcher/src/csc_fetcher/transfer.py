@@ -126,8 +126,12 @@ def copy(items: Sequence[Item], source: Source, *, workers: int, batch_size: int
             bar.update(it.size)
             bar.set_postfix_str(f"{done[0]}/{len(todo)} objects", refresh=False)
 
+    stop = threading.Event()
+
     def batch(chunk: Sequence[Item]) -> None:
         for it in chunk:
+            if stop.is_set():
+                return
             try:
                 one(it)
             except Exception as exc:  # noqa: BLE001 - collected and re-raised below, never swallowed
@@ -136,11 +140,16 @@ def copy(items: Sequence[Item], source: Source, *, workers: int, batch_size: int
 
     b = effective_batch(batch_size, len(todo), workers)
     batches = [todo[i : i + b] for i in range(0, len(todo), b)]
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-            for fut in as_completed([pool.submit(batch, c) for c in batches]):
-                fut.result()
+        for fut in as_completed([pool.submit(batch, c) for c in batches]):
+            fut.result()
+    except BaseException:  # Ctrl-C: stop promptly; whole files stay, the rest is fetched by a rerun
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True)
         bar.close()
     if result.failed:
         key, msg = result.failed[0]

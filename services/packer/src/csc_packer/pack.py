@@ -61,6 +61,11 @@ def run(cfg: Config, manifest: Manifest, test: LoadedTestManifest) -> Manifest:
         if cfg.strict:
             raise SubmissionError(msg + " (--strict)")
         log.warning(msg)
+    wanted = {(r.crop_id, r.class_label) for r in rows}
+    extra = sorted(k for k in index if k not in wanted)
+    if extra:
+        log.info("%d processed volumes are not rows of the test manifest and are left out (e.g. crop%d/%s)",
+                 len(extra), *extra[0])
     if len(missing) == len(rows):
         raise SubmissionError(f"{manifest.path}: none of the {len(rows)} test rows of {test.source} has a processed "
                               "volume; nothing to pack")

@@ -173,7 +173,9 @@ def label_blockwise(
             coords = np.unravel_index(pos, lab.shape)
             glob = tuple(c + s.start for c, s in zip(coords, sl, strict=True))
             firsts.append(np.ravel_multi_index(glob, shape).astype(np.int64))
-            lab = np.where(lab > 0, lab.astype(prov.dtype) + prov.dtype.type(offset), 0).astype(prov.dtype)
+            lab = lab.astype(prov.dtype, copy=False)
+            if offset:
+                lab[lab > 0] += prov.dtype.type(offset)
         prov[sl] = lab
         offset += n
     first_flat = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)

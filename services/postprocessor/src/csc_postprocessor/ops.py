@@ -50,6 +50,13 @@ class Workspace:
     def blocks(self) -> list[bw.Slices]:
         return list(bw.iter_blocks(self.shape, self.block))
 
+    def pointwise_blocks(self) -> list[bw.Slices]:
+        """Pieces for voxel-wise work: the blocks, or 32-plane slabs in whole mode to bound temporaries."""
+        if self.block is not None:
+            return self.blocks()
+        z, y, x = self.shape
+        return [(slice(a, min(a + 32, z)), slice(0, y), slice(0, x)) for a in range(0, max(z, 1), 32)]
+
     def close(self) -> None:
         if self.scratch_dir is not None:
             shutil.rmtree(self.scratch_dir, ignore_errors=True)
@@ -83,7 +90,7 @@ class Volume:
 
 def threshold(src: ArrayLike, decode: Decode, value: float, ws: Workspace) -> Volume:
     out = ws.new(np.bool_)
-    for sl in ws.blocks():
+    for sl in ws.pointwise_blocks():
         out[sl] = decode(np.asarray(src[sl])) > value
     return Volume(out, "mask")
 
@@ -103,7 +110,7 @@ def fill_holes(mask: ArrayLike, ws: Workspace) -> Volume:
             face = tuple(idx if i == ax else slice(None) for i in range(3))
             is_hole[np.unique(np.asarray(bg[face]))] = False
     out = ws.new(np.bool_)
-    for sl in ws.blocks():
+    for sl in ws.pointwise_blocks():
         out[sl] = (np.asarray(mask[sl]) != 0) | is_hole[np.asarray(bg[sl])]
     return Volume(out, "mask")
 
@@ -143,6 +150,11 @@ def split_object(obj: np.ndarray, *, voxel_size: tuple[float, float, float], h_n
     from skimage.segmentation import watershed
 
     dist = ndimage.distance_transform_edt(np.pad(obj, 1), sampling=voxel_size)[1:-1, 1:-1, 1:-1]
+    # Cheap exit: regional maxima lie inside the non-strict local maxima; one connected set of those
+    # means at most one seed, so nothing to split (most objects) and no costly reconstruction.
+    peaks = (dist == ndimage.maximum_filter(dist, size=3, mode="constant")) & obj
+    if ndimage.label(peaks, structure=np.ones((3, 3, 3), bool))[1] <= 1:
+        return obj.astype(np.int64), 1
     seeds = h_maxima(dist, h_nm).astype(bool) & obj
     markers, k = ndimage.label(seeds, structure=np.ones((3, 3, 3), bool))
     if k <= 1:
@@ -160,17 +172,32 @@ def watershed(vol: Volume, connectivity: int, h_nm: float | None, voxel_size: tu
     h = default_h_nm(voxel_size) if h_nm is None else float(h_nm)
     lo, hi = bw.bounding_boxes(labels.data, labels.count, block=ws.block)
     out = ws.new(bw.label_dtype(int(np.prod(ws.shape, dtype=np.int64))))
+    present = [i for i in range(1, labels.count + 1) if hi[i, 0] >= 0]
+    limit = (ws.block or max(ws.shape)) ** 3
     next_id = 0
-    for i in range(1, labels.count + 1):
-        if hi[i, 0] < 0:
-            continue
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo[i], hi[i], strict=True))
-        obj = np.asarray(labels.data[box]) == i
-        local, k = split_object(obj, voxel_size=voxel_size, h_nm=h, connectivity=connectivity)
-        region = np.asarray(out[box])
-        region[obj] = local[obj] + next_id
-        out[box] = region
-        next_id += k
+    # Objects are numbered in raster order, so neighbouring ids sit close together: split them in
+    # batches sharing one read/write of their union box (one object per batch where it is large).
+    start = 0
+    while start < len(present):
+        b_lo, b_hi = lo[present[start]].copy(), hi[present[start]].copy()
+        stop = start + 1
+        while stop < len(present):
+            n_lo, n_hi = np.minimum(b_lo, lo[present[stop]]), np.maximum(b_hi, hi[present[stop]])
+            if np.prod(n_hi - n_lo) > limit:
+                break
+            b_lo, b_hi, stop = n_lo, n_hi, stop + 1
+        box = tuple(slice(int(a), int(b)) for a, b in zip(b_lo, b_hi, strict=True))
+        region_labels = np.asarray(labels.data[box])
+        region_out = np.asarray(out[box])
+        for i in present[start:stop]:
+            sub = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(lo[i], hi[i], b_lo, strict=True))
+            obj = region_labels[sub] == i
+            local, k = split_object(obj, voxel_size=voxel_size, h_nm=h, connectivity=connectivity)
+            view = region_out[sub]
+            view[obj] = local[obj] + next_id
+            next_id += k
+        out[box] = region_out
+        start = stop
     return Volume(out, "labels", next_id)
 
 

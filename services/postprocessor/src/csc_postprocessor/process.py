@@ -174,7 +174,7 @@ def run(cfg: Config, manifest: Manifest) -> Manifest:
                                    dtype=dtype, attrs={"voxel_size": list(job.geometry.voxel_size),
                                                        "translation": list(job.geometry.translation)})
                 fg = 0
-                for sl in ws.blocks():
+                for sl in ws.pointwise_blocks():
                     block = convert(np.asarray(vol.data[sl]))
                     fg += int(np.count_nonzero(block))
                     arr[sl] = block

@@ -66,7 +66,7 @@ class Step:
         params = {
             "threshold": f"value={self.value}",
             "components": f"connectivity={self.connectivity}",
-            "watershed": f"connectivity={self.connectivity}, h_nm={self.h_nm}",
+            "watershed": f"connectivity={self.connectivity}, h_nm={'auto' if self.h_nm is None else self.h_nm}",
             "remove_small": f"min_size_nm3={self.min_size_nm3}",
         }.get(self.op, "")
         return f"{self.op}({params})"

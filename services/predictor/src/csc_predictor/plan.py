@@ -10,6 +10,7 @@ parameters that produced them.
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from csc_predictor.engines import ModelSpec
 from csc_predictor.io import EmSource, em_presence
 
 Shape3 = tuple[int, int, int]
+log = logging.getLogger("csc.predict")
 
 
 @dataclass(frozen=True)
@@ -158,16 +160,18 @@ def crop_targets(ds_manifest: Manifest, spec: ModelSpec, crops: str, *, toleranc
     by_crop: dict[int, list[CropRow]] = {}
     for r in rows:
         by_crop.setdefault(r.crop_id, []).append(r)
-    if crops.strip() in ("", "test", "*", "all"):
+    if crops.strip() in ("", "test", "*", "all", "train"):  # the fetcher's selectors; only test crops are predicted
         wanted = list(by_crop)
     else:
         try:
-            wanted = [int(c.strip().removeprefix("crop")) for c in crops.split(",") if c.strip()]
+            asked = [int(c.strip().removeprefix("crop")) for c in crops.split(",") if c.strip()]
         except ValueError:
             raise InputError(f"--crops: expected 'test' or crop ids like 557,558, got {crops!r}") from None
-        unknown = [c for c in wanted if c not in by_crop]
-        if unknown:
-            raise InputError(f"--crops: crop(s) {unknown} are not in the test manifest {csv_path}")
+        wanted = [c for c in asked if c in by_crop]
+        if not wanted:
+            raise InputError(f"--crops: none of the crop(s) {asked} is in the test manifest {csv_path}")
+        if len(wanted) < len(asked):  # the Makefile passes one CROPS to fetch and predict: training ids are fine
+            log.info("--crops: skipping %s (not test crops)", [c for c in asked if c not in by_crop])
     sources: dict[str, EmSource] = {}
     targets = []
     for cid in wanted:

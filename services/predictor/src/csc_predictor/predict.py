@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from csc_common.classes import class_kind
-from csc_common.errors import StageFailed
+from csc_common.errors import InputError, StageFailed
 from csc_common.fsutil import sha256_file
 from csc_common.log import progress
 from csc_common.manifest import Manifest, new_manifest, now, relpath, write_manifest
@@ -100,22 +100,32 @@ def run(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started
     em_arrays: dict[Path, Any] = {}
     t0 = time.perf_counter()
     voxels = 0
-    for block in progress(todo, desc="predict", total=len(todo), unit="block"):
-        t = block.target
-        em_arr = em_arrays.setdefault(t.em.array_path, open_array(t.em.array_path))
-        b0 = time.perf_counter()
-        probs = predict_block(block, plan, spec, engine, cfg=cfg, em_array=em_arr)
-        for _, name in t.classes:
-            key = t.path(name)
-            arr = arrays.setdefault(key, open_array(zarr_root / key, mode="r+"))
-            # A block without EM is written as fill (0) too, so a reused zarr holds no stale values.
-            arr[block.slices] = 0 if probs is None else encode(probs[name], cfg.dtype)
-        voxels += int(np.prod([s.stop - s.start for s in block.slices]))
-        markers.mark_done(block.id, {
-            "block": block.id, "shard": list(shard) if shard else None, "empty": probs is None,
-            "provider": engine.provider, "engine": engine.name, "threads": engine.threads,
-            "started": started, "seconds": round(time.perf_counter() - b0, 3),
-        })
+    try:
+        for block in progress(todo, desc="predict", total=len(todo), unit="block"):
+            t = block.target
+            if t.em.array_path not in em_arrays:
+                em_arrays[t.em.array_path] = open_array(t.em.array_path)
+            b0 = time.perf_counter()
+            probs = predict_block(block, plan, spec, engine, cfg=cfg, em_array=em_arrays[t.em.array_path])
+            for _, name in t.classes:
+                key = t.path(name)
+                if key not in arrays:
+                    arrays[key] = open_array(zarr_root / key, mode="r+")
+                # A block without EM is written as fill (0) too, so a reused zarr holds no stale values.
+                arrays[key][block.slices] = 0 if probs is None else encode(probs[name], cfg.dtype)
+            voxels += int(np.prod([s.stop - s.start for s in block.slices]))
+            markers.mark_done(block.id, {
+                "block": block.id, "shard": list(shard) if shard else None, "empty": probs is None,
+                "provider": engine.provider, "engine": engine.name, "threads": engine.threads,
+                "started": started, "seconds": round(time.perf_counter() - b0, 3),
+            })
+    except InputError:
+        # Bad input found mid-run (an unreadable EM chunk): an unsharded run leaves nothing behind.
+        # Other failures keep finished blocks so a retry resumes.
+        if shard is None:
+            markers.remove()
+            shutil.rmtree(zarr_root, ignore_errors=True)
+        raise
     secs = time.perf_counter() - t0
     log.info("predicted %d block(s), %d voxels in %.1f s (%.0f voxels/s)", len(todo), voxels, secs,
              voxels / secs if secs > 0 else 0.0)

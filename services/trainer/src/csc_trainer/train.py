@@ -171,6 +171,7 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
     started = now()
     out = Paths(Path(cfg.output).resolve())
     classes, patch = cfg.class_list, cfg.patch
+    checkpoint = _load_resume(out) if cfg.resume else None
     entries = training_crop_entries(ds, crop_ids=cfg.crop_ids)
     check_classes(cfg, entries)
     rows, split_path = load_split(cfg, ds, entries, out)
@@ -204,7 +205,7 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
 
     state = RunState()
     if cfg.resume:
-        state = _resume(out, arch, model, optimizer, scheduler, scaler)
+        state = _resume(out, checkpoint, arch, model, optimizer, scheduler, scaler)
     else:
         out.metrics.unlink(missing_ok=True)
 
@@ -277,11 +278,19 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
                    index, split_path, device, use_amp, args)
 
 
-def _resume(out: Paths, arch: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any,
-            scaler: Any) -> RunState:
+def _load_resume(out: Paths) -> dict[str, Any]:
+    """The checkpoint --resume continues from, checked before any work starts."""
     if not out.latest.is_file():
         raise InputError(f"--resume: no checkpoint at {out.latest}")
     ck = nets.load_checkpoint(out.latest)
+    missing = [k for k in ("optimizer", "scheduler", "iteration") if k not in ck]
+    if missing:
+        raise InputError(f"{out.latest}: cannot resume, the checkpoint lacks {', '.join(missing)}")
+    return ck
+
+
+def _resume(out: Paths, ck: dict[str, Any], arch: dict[str, Any], model: nn.Module, optimizer: Any,
+            scheduler: Any, scaler: Any) -> RunState:
     if nets.normalize_architecture(ck["architecture"]) != arch:
         raise InputError(f"{out.latest}: checkpoint architecture {ck['architecture']} differs from the "
                          f"configured {arch}; resume with the same settings")

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import zarr
 from csc_common.classes import class_kind
-from csc_common.errors import InputError
+from csc_common.errors import InputError, ManifestError
 from csc_common.geometry import Geometry
 from csc_common.manifest import Manifest, read_manifest
 from csc_common.volumes import Level, array_geometry, open_array, open_group, read_levels
@@ -72,16 +72,21 @@ class Catalog:
 
 @dataclass(frozen=True)
 class Selection:
-    """The original's ``-d/-c/-C/-k`` filters: comma lists with ``*`` globs."""
+    """The original's ``-d/-c/-C/-k`` filters: comma lists with ``*`` globs.
+
+    As in the original, the EM is always shown (``em`` may be listed in
+    ``-k`` but need not be); ``em=False`` (``--no-em``) hides it.
+    """
 
     datasets: tuple[str, ...] = ("*",)
     crops: tuple[str, ...] = ("*",)
     classes: tuple[str, ...] = ("*",)
     kinds: tuple[str, ...] = tuple(DEFAULT_KINDS.split(","))
+    em: bool = True
 
     @classmethod
     def parse(cls, *, datasets: str = "*", crops: str = "*", classes: str = "*",
-              kinds: str = DEFAULT_KINDS) -> "Selection":
+              kinds: str = DEFAULT_KINDS, em: bool = True) -> "Selection":
         def split(text: str) -> tuple[str, ...]:
             items = tuple(t.strip() for t in text.split(",") if t.strip())
             return items or ("*",)
@@ -93,7 +98,7 @@ class Selection:
         if bad:
             raise InputError(f"--kinds: unknown kind(s) {', '.join(bad)}; expected a comma list of {', '.join(KINDS)}")
         crop_items = tuple(c[4:] if c.startswith("crop") else c for c in split(crops))
-        return cls(split(datasets), crop_items, split(classes), kind_items)
+        return cls(split(datasets), crop_items, split(classes), kind_items, em)
 
     def wants_dataset(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in self.datasets)
@@ -117,12 +122,13 @@ class Selection:
             and v.crop is not None and self.wants_crop(v.crop, test_crops=catalog.test_crops)
             and self.wants_class(v.name)
         ]
+        # EM of every dataset holding a selected crop, even with no other layer (upstream: `-c test` shows the
+        # test crops' EM); all datasets when no crop filter is given
         keep_ds = {v.dataset for v in chosen}
-        if "test" in self.crops:  # upstream: -c test forces the EM of the test crops' datasets
-            keep_ds |= {catalog.crop_datasets[c] for c in catalog.test_crops if c in catalog.crop_datasets}
+        keep_ds |= {ds for c, ds in catalog.crop_datasets.items() if self.wants_crop(c, test_crops=catalog.test_crops)}
         if self.crops == ("*",):
             keep_ds |= {v.dataset for v in catalog.volumes if v.kind == "em"}
-        em = [v for v in catalog.volumes if v.kind == "em" and "em" in self.kinds
+        em = [v for v in catalog.volumes if v.kind == "em" and self.em
               and v.dataset in keep_ds and self.wants_dataset(v.dataset)]
         return em + chosen
 
@@ -130,34 +136,49 @@ class Selection:
 # -- manifests ------------------------------------------------------------------
 
 def find_manifests(paths: Sequence[str | Path], data_dir: str | Path) -> list[Path]:
-    """The manifests to read: those given, or the standard ones present in ``data_dir``."""
-    if paths:
-        return [Path(p) for p in paths]
-    found = [Path(data_dir) / n for n in STANDARD_MANIFESTS if (Path(data_dir) / n).is_file()]
-    if not found:
-        raise InputError(f"{data_dir}: no manifests given and none of {', '.join(STANDARD_MANIFESTS)} found there")
+    """The manifests to read: those given (a folder stands for its standard ones), or those in ``data_dir``."""
+    found: list[Path] = []
+    for p in [Path(x) for x in paths] or [Path(data_dir)]:
+        if p.is_dir():
+            in_dir = [p / n for n in STANDARD_MANIFESTS if (p / n).is_file()]
+            if not in_dir:
+                raise InputError(f"{p}: no manifests given and none of {', '.join(STANDARD_MANIFESTS)} found there")
+            found += in_dir
+        elif not paths:
+            raise InputError(f"{p}: --data folder not found")
+        else:
+            found.append(p)
     return found
 
 
 def load_manifests(paths: Iterable[Path], *, follow_inputs: bool = True) -> list[Manifest]:
-    """Load manifests and (transitively) the viewable manifests they name as inputs; one per file."""
-    seen: dict[Path, Manifest] = {}
+    """Load manifests and (transitively) the manifests they name as inputs; the viewable ones, one per file.
+
+    The manifests given must be valid; an input that is gone or invalid
+    (a stale model manifest, say) is skipped with a warning.
+    """
+    seen: dict[Path, Manifest | None] = {}
     todo = [Path(p) for p in paths]
     explicit = {p.resolve() for p in todo}
     while todo:
         p = todo.pop(0)
-        if p.resolve() in seen:
+        key = p.resolve()
+        if key in seen:
             continue
-        if p.resolve() not in explicit and not p.is_file():
-            log.debug("input manifest %s is gone; skipping", p)
-            continue
-        m = read_manifest(p, VIEWABLE if p.resolve() in explicit else None)
-        seen[p.resolve()] = m
+        if key in explicit:
+            m = read_manifest(p, VIEWABLE)
+        else:
+            try:
+                m = read_manifest(p)
+            except ManifestError as exc:
+                log.warning("input manifest skipped: %s", exc)
+                seen[key] = None
+                continue
+        seen[key] = m
         if follow_inputs:
-            for inp in m.data.get("inputs", []):
-                if inp.get("kind") in VIEWABLE or str(inp.get("path", "")).endswith(".json"):
-                    todo.append(m.resolve(inp["path"]))
-    return [m for m in seen.values() if m.kind in VIEWABLE]
+            todo += [m.resolve(inp["path"]) for inp in m.data.get("inputs", [])
+                     if str(inp.get("path", "")).endswith(".json")]
+    return [m for m in seen.values() if m is not None and m.kind in VIEWABLE]
 
 
 def build_catalog(manifests: Sequence[Manifest]) -> Catalog:

@@ -13,11 +13,13 @@ submission, scores; inputs followed back to the dataset) and either
 Writes only the pictures asked for; leaves no manifest (it produces no data).
 """
 
+import contextlib
 import logging
 import re
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from csc_common.cli import parse_config, run_main
@@ -51,7 +53,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def run(cfg: Config) -> list[Path]:
     """Do what ``cfg`` asks; returns the pictures written (empty when serving)."""
-    selection = Selection.parse(datasets=cfg.datasets, crops=cfg.crops, classes=cfg.classes, kinds=cfg.kinds)
+    selection = Selection.parse(datasets=cfg.datasets, crops=cfg.crops, classes=cfg.classes, kinds=cfg.kinds,
+                                em=cfg.em)
     size = parse_size(cfg.size)
     if not 0 <= cfg.port <= 65535:
         raise InputError(f"--port {cfg.port}: expected 0..65535")
@@ -105,7 +108,7 @@ def _fmt(value: object) -> str:
 def _montages(volumes: list, template: Path) -> list[Path]:
     from csc_common.log import progress
 
-    from csc_viewer.montage import crop_montage, montage_paths
+    from csc_viewer.montage import crop_montage, montage_paths, stack_pngs
 
     ems = {v.dataset: v for v in volumes if v.kind == "em"}
     crops = sorted({v.crop for v in volumes if v.crop is not None})
@@ -117,6 +120,9 @@ def _montages(volumes: list, template: Path) -> list[Path]:
         vols = [v for v in volumes if v.crop == crop]
         out.append(crop_montage(vols, ems.get(vols[0].dataset), paths[crop]))
         log.info("montage crop%d: %s", crop, paths[crop])
+    if len(crops) > 1 and "{crop}" not in template.name:
+        out.append(stack_pngs(out, template))
+        log.info("montage overview of %d crops: %s", len(crops), template)
     return out
 
 
@@ -143,38 +149,40 @@ def _serve(cfg: Config, volumes: list) -> None:
     from csc_viewer import ng
 
     views = build_views(volumes, focus_crop=cfg.focus, layout=cfg.layout)
-    served = ng.serve(views, bind_address=cfg.bind_address, port=cfg.port, layout=cfg.layout)
-    for view, url in zip(views, served.urls(), strict=True):
-        log.info("%s: %d layers, opens on crop%s", view.dataset, len(view.layers), view.focus_crop)
-        print(f"{view.dataset}\t{url}", flush=True)
-    if not cfg.wait:
-        ng.stop_server()
-        return
-    if cfg.bind_address in ("0.0.0.0", "::"):
-        log.info("listening on all interfaces; from the host of a container open http://localhost:%d/v/... "
-                 "(publish the port, e.g. docker run -p %d:%d)", cfg.port, cfg.port, cfg.port)
-    print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
-    try:
-        _wait_for_signal()
-        log.info("stopped")
-    finally:
-        ng.stop_server()
+    with _stop_on_signal() as stop:  # before the URL is out: whoever reads it may stop us at once
+        served = ng.serve(views, bind_address=cfg.bind_address, port=cfg.port, layout=cfg.layout)
+        try:
+            for view, url, viewer in zip(views, served.urls(), served.viewers, strict=True):
+                log.info("%s: %d layers, opens on crop%s", view.dataset, len(view.layers), view.focus_crop)
+                if cfg.bind_address in ("0.0.0.0", "::"):  # the URL names this host; a container's is unreachable
+                    log.info("%s: from this machine, or the host of a container publishing the port: %s",
+                             view.dataset, ng.local_url(viewer).replace("127.0.0.1", "localhost"))
+                print(f"{view.dataset}\t{url}", flush=True)
+            if not cfg.wait:
+                return
+            print("serving; press Ctrl-C to stop", file=sys.stderr, flush=True)
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            log.info("stopped")
+        finally:
+            ng.stop_server()
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM (``docker stop``); also where a shell started us with SIGINT ignored."""
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM (``docker stop``), also where a shell started us with SIGINT ignored."""
     stop = threading.Event()
     previous = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    except ValueError:  # not the main thread: rely on KeyboardInterrupt
+    except ValueError:  # not the main thread (tests calling main): Ctrl-C stays a KeyboardInterrupt
         pass
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

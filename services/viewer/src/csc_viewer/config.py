@@ -2,7 +2,7 @@
 # ruff: noqa: UP007, UP045  (argparse-dataclass needs typing.Optional, not X | None)
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 from csc_viewer.catalog import DEFAULT_KINDS
 
@@ -30,13 +30,16 @@ class Config:
                                                 "help": "comma list of class names; globs allowed"})
     kinds: str = field(default=DEFAULT_KINDS, metadata={"args": ["-k", "--kinds"],
                                                         "help": "comma list among em, gt, predictions, processed, "
-                                                                "submission (or *)"})
+                                                                "submission (or *); the EM is always shown, as in "
+                                                                "the original, unless --no-em"})
+    em: bool = field(default=True, metadata={"help": "--no-em: do not show the EM"})
     focus: Optional[int] = field(default=None, metadata={"help": "crop id the view opens on (default: the "
                                                                  "smallest selected id of each dataset)"})
     bind_address: str = field(default="127.0.0.1", metadata={"help": "address the viewer server listens on "
                                                                      "(0.0.0.0 inside a container)"})
     port: int = field(default=0, metadata={"help": "port of the viewer server (0: any free port)"})
-    layout: str = field(default="4panel", metadata={"help": "neuroglancer layout: 4panel, xy, xz, yz, 3d, xy-3d ..."})
+    layout: Literal["4panel", "4panel-alt", "xy", "xz", "yz", "3d", "xy-3d", "xz-3d", "yz-3d"] = field(
+        default="4panel", metadata={"help": "neuroglancer layout of the view and the screenshot"})
     wait: bool = field(default=True, metadata={"help": "--no-wait: print the URL(s) and return at once "
                                                        "(the server stops with the process)"})
     screenshot: Optional[str] = field(default=None, metadata={
@@ -44,8 +47,8 @@ class Config:
                                       "(OUT-<dataset>.png when several), and exit"})
     size: str = field(default="1024x768", metadata={"help": "screenshot size WIDTHxHEIGHT in pixels"})
     montage: Optional[str] = field(default=None, metadata={
-        "metavar": "OUT.png", "help": "write a browser-free PNG of orthogonal slices per crop (OUT-crop<N>.png "
-                                      "when several crops, or put {crop} in the name) and exit"})
+        "metavar": "OUT.png", "help": "write a browser-free PNG of orthogonal slices per crop and exit; several crops: "
+                                      "OUT-crop<N>.png each plus OUT.png stacking them (or put {crop} in the name)"})
     scores: Optional[str] = field(default=None, metadata={"metavar": "scores.json",
                                                           "help": "scores manifest for --chart"})
     chart: Optional[str] = field(default=None, metadata={"metavar": "OUT.png",

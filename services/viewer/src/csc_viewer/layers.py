@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 from csc_common.classes import TESTED_CLASSES
-from csc_common.geometry import Box, Geometry
+from csc_common.geometry import Box
 from csc_common.volumes import Level, choose_level
 
 from csc_viewer.catalog import KINDS, Volume
@@ -232,7 +232,3 @@ def _fit_scale(box: Box, scales: Sequence[float], viewport: tuple[int, int], lay
     else:
         nm_per_px = max(size[1] / height, size[2] / width)
     return float(nm_per_px * 1.1 / min(scales))
-
-
-def geometry_of(spec: LayerSpec) -> Geometry:
-    return spec.level.geometry

@@ -68,21 +68,32 @@ def instance_shade(ids: np.ndarray) -> np.ndarray:
 
 
 def compose(em: np.ndarray | None, classes: Sequence[ClassSlice], shape: tuple[int, int]) -> np.ndarray:
-    """RGB uint8 picture: EM in grey (black without EM), each class blended on top in its colour."""
+    """RGB uint8 picture: EM in grey (black without EM), classes blended on top in their colours.
+
+    Masks and labels are painted one after another (labels shaded per id).
+    Probabilities are shown as one layer: each voxel in the colour of its most
+    probable class, as opaque as that probability, so several classes'
+    probabilities stay readable instead of mixing into one hue.
+    """
     base = normalize_em(em) if em is not None else np.zeros(shape, np.float32)
     rgb = np.repeat(base[..., None], 3, axis=2)
+    probs = [c for c in classes if c.role == "probability"]
+    if probs:
+        stack = np.stack([np.clip(c.values.astype(np.float32), 0, 1) for c in probs])
+        best = np.argmax(stack, axis=0)
+        colors = np.asarray([hex_to_rgb(class_color(c.name)) for c in probs], np.float32) / 255.0
+        alpha = np.max(stack, axis=0) * 0.85
+        rgb = rgb * (1 - alpha[..., None]) + colors[best] * alpha[..., None]
     for c in classes:
-        color = np.asarray(hex_to_rgb(class_color(c.name)), np.float32) / 255.0
         if c.role == "probability":
-            alpha = np.clip(c.values.astype(np.float32), 0, 1) * 0.85
-            paint = np.broadcast_to(color, rgb.shape)
+            continue
+        color = np.asarray(hex_to_rgb(class_color(c.name)), np.float32) / 255.0
+        present = c.values > 0
+        alpha = np.where(present, MASK_ALPHA, 0.0).astype(np.float32)
+        if c.role == "labels":
+            paint = color[None, None, :] * instance_shade(c.values)[..., None]
         else:
-            present = c.values > 0
-            alpha = np.where(present, MASK_ALPHA, 0.0).astype(np.float32)
-            if c.role == "labels":
-                paint = color[None, None, :] * instance_shade(c.values)[..., None]
-            else:
-                paint = np.broadcast_to(color, rgb.shape)
+            paint = np.broadcast_to(color, rgb.shape)
         rgb = rgb * (1 - alpha[..., None]) + paint * alpha[..., None]
     return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
@@ -198,6 +209,29 @@ def montage_paths(template: Path, crops: Sequence[int]) -> dict[int, Path]:
     return {c: template.with_name(f"{template.stem}-crop{c}{template.suffix or '.png'}") for c in crops}
 
 
+def stack_pngs(parts: Sequence[Path], out: Path, *, max_parts: int = 24) -> Path:
+    """One PNG of ``parts`` stacked top to bottom (white padding): the overview of several crops.
+
+    Written at the ``--montage`` path itself when there are several crops, so
+    a Makefile target named after it exists once the per-crop files do.
+    """
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in parts[:max_parts]]
+    width = max(im.width for im in images)
+    sheet = Image.new("RGB", (width, sum(im.height for im in images)), "white")
+    y = 0
+    for im in images:
+        sheet.paste(im, ((width - im.width) // 2, y))
+        y += im.height
+    import io
+
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
 # -- scores chart -----------------------------------------------------------------
 
 def score_rows(label_scores: dict[str, dict[str, float]], instance: set[str] | frozenset[str]) -> list[tuple[str, float, bool]]:
@@ -225,10 +259,11 @@ def scores_chart(scores: dict, out: Path, *, title: str = "", dpi: int = 100) ->
     rows = score_rows(scores.get("label_scores") or {}, TESTED_INSTANCE_CLASSES)
     if not rows:
         raise InputError("scores: /label_scores is empty; nothing to chart")
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows) + 2) + 2.0, 4.2))
     x = np.arange(len(rows))
-    ax.bar(x, [r[1] for r in rows], color=[INSTANCE_COLOR if r[2] else SEMANTIC_COLOR for r in rows],
-           edgecolor="black", linewidth=0.5)
+    bars = ax.bar(x, [r[1] for r in rows], color=[INSTANCE_COLOR if r[2] else SEMANTIC_COLOR for r in rows],
+                  edgecolor="black", linewidth=0.5)
+    ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(x, [r[0] for r in rows], rotation=60, ha="right", fontsize=9)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("combined score")
@@ -239,7 +274,7 @@ def scores_chart(scores: dict, out: Path, *, title: str = "", dpi: int = 100) ->
         if val is not None and math.isfinite(float(val)):
             ax.axhline(float(val), color="black", linestyle=style, linewidth=1)
             handles.append(Line2D([], [], color="black", linestyle=style, label=f"{label} {float(val):.3f}"))
-    ax.legend(handles=handles, fontsize=8, loc="upper right")
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(title or "per-class scores")
     fig.tight_layout()
     return _save(fig, out, dpi)

@@ -15,7 +15,6 @@ chromedriver (no Selenium Manager download), in a fresh profile.
 import contextlib
 import logging
 import shutil
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -248,13 +247,3 @@ def _capture(viewer: Any, *, size: tuple[int, int], timeout: float) -> bytes:
         return shot.image
     finally:
         viewer.config_state.set_state(prior)
-
-
-def port_in_use(bind_address: str, port: int) -> bool:
-    """True where ``bind_address:port`` cannot be bound now (used by tests)."""
-    with socket.socket() as s:
-        try:
-            s.bind((bind_address, port))
-        except OSError:
-            return True
-    return False

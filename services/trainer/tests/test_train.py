@@ -1,0 +1,168 @@
+"""Training: masked loss, overfitting, resume, outputs, config files and bad input (csc_trainer.train / cli)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from csc_common import nets
+from csc_common.manifest import read_manifest
+from csc_trainer.cli import main
+from csc_trainer.train import iou_from_counts, lr_factor, masked_bce
+
+QUIET = ["-q", "--no-tensorboard", "--no-plots"]
+
+
+def test_unannotated_class_gets_zero_gradient():
+    torch.manual_seed(0)
+    model = nets.build_model({"dims": 3, "out_channels": 3, "depth": 2, "base_features": 4})
+    x = torch.rand(2, 1, 8, 8, 8)
+    target = (torch.rand(2, 3, 8, 8, 8) > 0.5).float()
+    mask = torch.ones_like(target)
+    mask[:, 1] = 0  # class 1 unannotated in every crop of the batch
+    logits = model(x)
+    logits.retain_grad()
+    masked_bce(logits, target, mask).backward()
+    assert logits.grad[:, 1].abs().max() == 0
+    assert logits.grad[:, 0].abs().max() > 0
+    head = model.head
+    assert head.weight.grad[1].abs().max() == 0 and head.bias.grad[1] == 0
+    assert head.weight.grad[0].abs().max() > 0
+
+
+def test_masked_values_do_not_change_the_loss():
+    logits = torch.randn(1, 2, 4, 4, 4)
+    target = (torch.rand(1, 2, 4, 4, 4) > 0.5).float()
+    mask = torch.ones_like(target)
+    mask[:, :, :2] = 0
+    flipped = target.clone()
+    flipped[:, :, :2] = 1 - flipped[:, :, :2]
+    assert masked_bce(logits, target, mask) == masked_bce(logits, flipped, mask)
+    assert masked_bce(logits, target, torch.zeros_like(mask)) == 0
+
+
+def test_iou_and_schedule_helpers():
+    assert iou_from_counts(np.array([[3, 1, 0], [0, 0, 0]])) == [0.75, None]
+    f = lr_factor("cosine", 10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == 1.0 and f(10) == pytest.approx(1.0) and f(109) < 0.05
+
+
+def _train(tmp_path, dataset, name, *extra):
+    out = tmp_path / "models" / name / "model.json"
+    rc = main(["--dataset", str(dataset), "--output", str(out), *QUIET, *extra])
+    return rc, out
+
+
+@pytest.mark.parametrize(("dims", "args"), [
+    (3, ["--patch-shape", "16,16,16", "--batch-size", "4", "--iterations", "400"]),
+    (2, ["--patch-shape", "1,32,32", "--batch-size", "8", "--iterations", "400"]),
+])
+def test_overfits_one_crop(tmp_path, fixture_dataset, dims, args):
+    """A small U-Net fits one crop: mean validation IoU (validated on that crop) > 0.9."""
+    rc, out = _train(tmp_path, fixture_dataset, f"overfit{dims}d", "--dims", str(dims), "--crops", "1",
+                     "--classes", "mito,nuc,ecs,cyto", "--learning-rate", "5e-3", "--class-balance", "1.0",
+                     "--no-augment", "--validate-every", "100", "--threads", "1", *args)
+    assert rc == 0
+    m = read_manifest(out, "model")
+    tr = m["training"]
+    assert tr["train_crops"] == [1] and tr["validate_crops"] == [1]
+    ious = tr["best_validation_iou"]
+    assert tr["best_validation_mean_iou"] > 0.9, ious
+    assert min(ious.values()) > 0.7, ious
+    assert m["architecture"]["dims"] == dims
+
+
+def test_resume_matches_uninterrupted_run(tmp_path, fixture_dataset):
+    common = ["--patch-shape", "8,16,16", "--batch-size", "2", "--iterations", "12", "--validate-every", "5",
+              "--depth", "2", "--base-features", "4", "--threads", "1", "--classes", "nuc,ecs,er", "--seed", "3"]
+    rc, full = _train(tmp_path, fixture_dataset, "full", *common)
+    assert rc == 0
+    rc, part = _train(tmp_path, fixture_dataset, "part", *common, "--stop-after", "7")
+    assert rc == 0 and not part.exists()
+    assert nets.load_checkpoint(part.parent / "checkpoints" / "latest.pt")["iteration"] == 7
+    rc, part = _train(tmp_path, fixture_dataset, "part", *common, "--resume")
+    assert rc == 0 and part.exists()
+    a = nets.load_checkpoint(full.parent / "checkpoints" / "latest.pt")
+    b = nets.load_checkpoint(part.parent / "checkpoints" / "latest.pt")
+    assert a["iteration"] == b["iteration"] == 12
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+    losses = [json.loads(ln) for ln in (part.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in losses if "loss" in r] == list(range(1, 13))
+
+
+def test_outputs_and_config_file(tmp_path, fixture_dataset):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("iterations: 6\nclasses: [nuc, er, ecs]\npatch_shape: [8, 16, 16]\nbase_features: 4\n"
+                   "depth: 2\nvalidate_every: 3\nbatch_size: 2\n")
+    out = tmp_path / "models" / "cfg" / "model.json"
+    rc = main(["--config", str(cfg), "--dataset", str(fixture_dataset), "--output", str(out), "-q",
+               "--iterations", "4"])
+    assert rc == 0
+    m = read_manifest(out, "model")
+    assert m["training"]["iterations"] == 4 and m["classes"] == ["nuc", "er", "ecs"]
+    assert m["input"]["patch_shape"] == [8, 16, 16] and m["input"]["voxel_size"] == [8.0, 8.0, 8.0]
+    assert m["input"]["normalization"] == {"scale": pytest.approx(1 / 255), "offset": 0.0}
+    assert m["output"] == "logits" and m["valid_shape"]["multiple"] == [2, 2, 2]
+    d = out.parent
+    for name in ("curves.png", "samples.png", "metrics.jsonl", "datasplit.csv", "sample_input.npy",
+                 "checkpoints/best.pt", "checkpoints/latest.pt"):
+        assert (d / name).is_file(), name
+    assert list((d / "tensorboard").glob("events.out.tfevents.*"))
+    assert (d / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    ck = nets.load_checkpoint(m.resolve(m["checkpoint"]["path"]))
+    assert "optimizer" in ck and "scheduler" in ck
+    assert np.load(d / "sample_input.npy").shape == (1, 1, 8, 16, 16)
+    val = [json.loads(ln) for ln in (d / "metrics.jsonl").read_text().splitlines() if "val_iou" in ln]
+    assert [v["iteration"] for v in val] == [3, 4] and set(val[0]["val_iou"]) == {"nuc", "er", "ecs"}
+
+
+def _corrupt_checkpoint(tmp_path, fixture_dataset):
+    rc, out = _train(tmp_path, fixture_dataset, "bad", "--iterations", "2", "--stop-after", "1",
+                     "--patch-shape", "8,8,8", "--depth", "2", "--base-features", "4", "--batch-size", "1")
+    assert rc == 0
+    ck = out.parent / "checkpoints" / "latest.pt"
+    ck.write_bytes(ck.read_bytes()[:1000])
+    return ["--resume", "--iterations", "2", "--patch-shape", "8,8,8", "--depth", "2", "--base-features", "4"]
+
+
+@pytest.mark.parametrize(("case", "expect"), [
+    ("unknown_class", "unknown class(es) mitochondria"),
+    ("never_annotated", "pm annotated in no training crop"),
+    ("not_divisible", "is not divisible by the network's downsampling multiple [4, 4, 4]"),
+    ("2d_patch", "a 2D model takes patches of one z slice"),
+    ("no_training_crops", "no training crops"),
+    ("unknown_crop", "no training crop(s) 9"),
+    ("corrupt_checkpoint", "corrupt or unreadable checkpoint"),
+    ("wrong_kind", "/kind: is 'model', expected 'dataset'"),
+])
+def test_bad_input_one_line_exit_2(tmp_path, fixture_dataset, make_fixture_dataset, capsys, case, expect):
+    dataset = fixture_dataset
+    args = ["--iterations", "2"]
+    if case == "unknown_class":
+        args += ["--classes", "mito,mitochondria"]
+    elif case == "never_annotated":
+        args += ["--classes", "nuc,pm"]
+    elif case == "not_divisible":
+        args += ["--patch-shape", "30,32,32"]
+    elif case == "2d_patch":
+        args += ["--dims", "2", "--patch-shape", "4,32,32"]
+    elif case == "no_training_crops":
+        dataset = make_fixture_dataset(tmp_path / "only-test", crops=[
+            {"id": 9, "start": (180.0, 180.0, 180.0), "shape": (16, 16, 16), "vs": (8.0, 8.0, 8.0),
+             "classes": ("nuc",), "split": "test"}])
+    elif case == "unknown_crop":
+        args += ["--crops", "1,9"]
+    elif case == "corrupt_checkpoint":
+        args = _corrupt_checkpoint(tmp_path, fixture_dataset)
+        capsys.readouterr()
+    elif case == "wrong_kind":
+        dataset = tmp_path / "model.json"
+        dataset.write_text(json.dumps({"kind": "model", "schema_version": 1}))
+    name = "bad" if case == "corrupt_checkpoint" else case
+    rc, out = _train(tmp_path, dataset, name, *args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("csc-train: error: ") and expect in err[0], err
+    assert not out.exists()
