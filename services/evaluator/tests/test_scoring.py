@@ -307,3 +307,11 @@ def test_huge_sparse_ids_do_not_blow_up():
     p = (t > 0).astype(np.uint8)
     r = scoring.score_instance(p, t, VS, constants=C)
     assert (r["tp"], r["fp"], r["fn"], r["hausdorff_norm_sum"]) == (2, 0, 0, 2.0)
+
+
+def test_bounding_boxes_with_sparse_ids_and_no_background():
+    lab = np.full((4, 4, 4), 10**7, np.int64)
+    lab[0, 0, 0] = 3 * 10**7
+    boxes = scoring._bboxes(lab, np.array([10**7, 3 * 10**7, 5]))
+    assert boxes[3 * 10**7] == (slice(0, 1), slice(0, 1), slice(0, 1))
+    assert boxes[10**7] == (slice(0, 4), slice(0, 4), slice(0, 4)) and 5 not in boxes

@@ -112,3 +112,10 @@ def test_crop_prefix_fallback(tmp_path):
     assert match_crops(tmp_path / "sub", ["crop1", "crop3"]) == {"crop3": tmp_path / "sub" / "crop3"}
     with pytest.raises(SubmissionError, match="no crop of the ground truth"):
         match_crops(tmp_path / "sub", ["crop9"])
+
+
+def test_symlink_in_unzipped_submission_is_refused(tmp_path):
+    (tmp_path / "sub" / "crop1").mkdir(parents=True)
+    (tmp_path / "sub" / "crop1" / "mito").symlink_to(tmp_path)
+    with pytest.raises(SubmissionError, match=r"entry 'crop1/mito' is a symlink"):
+        open_submission(tmp_path / "sub", C)

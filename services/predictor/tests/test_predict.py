@@ -81,6 +81,8 @@ def test_shards_then_finalize_equal_one_run_with_the_same_blocks(default_run: Pa
         np.testing.assert_array_equal(a[k], b[k])
     m = read_manifest(default_run / out, "predictions")
     assert m.data["counts"]["shards"] == 3 and m.data["counts"]["blocks"] > 3
+    assert main(["finalize", *predict_args(default_run, out, *small)]) == 0  # a rerun of finalize is harmless
+    assert read_manifest(default_run / out, "predictions").data == m.data
 
 
 def test_markers_belong_to_one_plan(default_run: Path, capsys) -> None:

@@ -35,7 +35,13 @@ from csc_evaluator.submission import match_crops, submitted_classes
 
 log = logging.getLogger("csc.evaluate")
 
-Rules = Literal["documented", "official"]
+# "challenge" (default): the leaderboard's numbers — the official matching and
+#   Hausdorff code, including its id-preserving remap of unmatched predictions —
+#   with the documented discovery of classes (multiscale groups scored, *_mask
+#   arrays used as masks), as issue 8 asks;
+# "documented": the documented Hausdorff rule as well;
+# "official": reproduce the official code's discovery quirks too.
+Rules = Literal["challenge", "documented", "official"]
 MASK_SUFFIX = "_mask"
 
 
@@ -94,7 +100,7 @@ def plan_jobs(
     rows: Sequence[CropRow],
     *,
     instance_classes: Sequence[str],
-    rules: Rules = "documented",
+    rules: Rules = "challenge",
     compare_empty: bool = False,
 ) -> tuple[Plan, Plan]:
     """Jobs for the submission and (with ``compare_empty``) for an all-empty submission."""
@@ -180,7 +186,8 @@ def run_job(job: Job, constants: Constants, rules: Rules) -> dict[str, Any]:
         pred = pred * mask
         truth = truth * mask
     if job.instance:
-        rec = scoring.score_instance(pred, truth, voxel_size, constants=constants, mode=rules)
+        hausdorff = "documented" if rules == "documented" else "official"
+        rec = scoring.score_instance(pred, truth, voxel_size, constants=constants, mode=hausdorff)
     else:
         rec = scoring.score_semantic(pred, truth)
     return {**rec, "num_voxels": int(truth.size), "voxel_size": voxel_size, "is_missing": False}

@@ -170,10 +170,15 @@ def _bboxes(labels: np.ndarray, ids: np.ndarray) -> dict[int, tuple[slice, ...]]
         found = ndimage.find_objects(lab, max_label=max_id)
         return {int(i): found[int(i) - 1] for i in ids if found[int(i) - 1] is not None}
     lut_ids, inverse = np.unique(lab, return_inverse=True)
-    compact = inverse.reshape(labels.shape)
-    found = ndimage.find_objects(compact)
-    pos = {int(v): k for k, v in enumerate(lut_ids)}
-    return {int(i): found[pos[int(i)] - 1] for i in ids if int(i) in pos and pos[int(i)] > 0}
+    shift = 0 if lut_ids[0] == 0 else 1  # compact label 0 must stay background
+    found = ndimage.find_objects(inverse.reshape(labels.shape) + shift)
+    pos = {int(v): k + shift for k, v in enumerate(lut_ids)}
+    out = {}
+    for i in ids:
+        k = pos.get(int(i), 0)
+        if k > 0 and found[k - 1] is not None:
+            out[int(i)] = found[k - 1]
+    return out
 
 
 def hausdorff_distances(
@@ -217,12 +222,14 @@ def _remap_for_hausdorff(pred: np.ndarray, mapping: dict[int, int], n_pred: int,
     nothing is remapped at all.
     """
     trivial = len(mapping) == 0 or (len(mapping) == 1 and 0 in mapping)
+    top = max([n_pred, *mapping.values()])
+    dtype = np.uint32 if top < 2**32 else np.uint64
     if mode == "official":
         if trivial:
             return pred
-        lut = np.arange(n_pred + 1, dtype=np.int64)
+        lut = np.arange(n_pred + 1, dtype=dtype)
     else:
-        lut = np.zeros(n_pred + 1, dtype=np.int64)
+        lut = np.zeros(n_pred + 1, dtype=dtype)
     for p, g in mapping.items():
         lut[p] = g
     return lut[pred]

@@ -133,6 +133,15 @@ class Submission:
         self.close()
 
 
+def _refuse_links(root: Path) -> None:
+    """An unzipped submission may not contain symlinks (they could point anywhere on the host)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in (*dirnames, *filenames):
+            if os.path.islink(os.path.join(dirpath, name)):
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                raise SubmissionError(f"{root}: entry {rel!r} is a symlink, which is not allowed")
+
+
 def find_zarr_root(path: Path) -> Path:
     """The folder to read crops from: ``path`` itself, or the single nested ``*.zarr`` folder inside it."""
     nested = sorted(p for p in path.rglob("*.zarr") if p.is_dir() and not p.is_symlink())
@@ -155,6 +164,7 @@ def open_submission(path: str | Path, constants: Constants, *, work_dir: str | P
         if len(zips) > 1:
             raise SubmissionError(f"{p}: holds {len(zips)} zip files; expected exactly one (or a zarr folder)")
         if not zips:
+            _refuse_links(p)
             return Submission(p, find_zarr_root(p))
         p = zips[0]
     if not p.is_file() or not zipfile.is_zipfile(p):

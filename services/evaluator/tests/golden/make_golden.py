@@ -101,7 +101,7 @@ def build(root: Path) -> None:
 def expected(root: Path) -> None:
     from csc_evaluator.cli import main
 
-    for rules in ("documented", "official"):
+    for rules in ("challenge", "documented", "official"):
         out = root / f"expected_{rules}"
         shutil.rmtree(out, ignore_errors=True)
         rc = main([str(root / "submission.zip"), "--truth", str(root / "truth.zarr"), "--output",

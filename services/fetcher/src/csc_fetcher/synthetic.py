@@ -26,6 +26,7 @@ Layout written under ``root``::
     .synthetic.json                                                 (stamp, written last)
 """
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -132,23 +133,41 @@ def _coarser(g: Geometry, factor: int = 2) -> Geometry:
 
 
 def build_spec(seed: int = 0, size: str = "demo") -> SyntheticSpec:
-    """Datasets, crops, classes and geometries for ``seed``/``size``, without rendering anything."""
+    """Datasets, crops, classes and geometries for ``seed``/``size``, without rendering anything.
+
+    Each crop sits in its own octant of the EM volume (so train and test crops never overlap); among a
+    few random positions there, the one that holds mostly cells with organelles wins, so no crop is
+    (nearly) all extracellular space.
+    """
     if size not in SIZES:
         raise ValueError(f"unknown synthetic size {size!r}; expected one of {', '.join(SIZES)}")
     sz = SIZES[size]
     rng = np.random.default_rng([seed, 7])
     em: dict[str, Geometry] = {}
     crops: list[CropSpec] = []
-    for ds in DATASETS:
+    for salt, ds in enumerate(DATASETS):
         g = _em_geometry(ds, sz)
         em[ds.name] = g
+        scene = build_scene(g, seed, salt)
         crop_shape = np.array([int(round(sz.crop_nm / v)) for v in ds.voxel_size])
         octant = np.array(g.shape) // 2
-        octants = rng.permutation(8)[: len(ds.crop_ids)]
-        for cid, o in zip(ds.crop_ids, octants, strict=False):
-            corner = np.array([(o >> 2) & 1, (o >> 1) & 1, o & 1]) * octant
-            slack = np.maximum(octant - crop_shape, 0)
-            start = corner + np.array([rng.integers(0, s + 1) for s in slack])
+        slack = np.maximum(octant - crop_shape, 0)
+        free = list(range(8))
+        starts: dict[int, np.ndarray] = {}
+        for cid in (ds.crop_ids[-1], *ds.crop_ids[:-1]):  # the test crop chooses first
+            best, best_score, best_oct = None, -np.inf, free[0]
+            for o in free:
+                corner = np.array([(o >> 2) & 1, (o >> 1) & 1, o & 1]) * octant
+                for _ in range(6):
+                    start = corner + np.array([rng.integers(0, s + 1) for s in slack])
+                    box = g.subgrid([slice(int(a), int(a + n)) for a, n in zip(start, crop_shape, strict=False)]).box
+                    sc = _crop_score(scene, box)
+                    if sc > best_score:
+                        best, best_score, best_oct = start, sc, o
+            free.remove(best_oct)
+            starts[cid] = best  # type: ignore[assignment]
+        for cid in ds.crop_ids:
+            start = starts[cid]
             cg = g.subgrid([slice(int(a), int(a + n)) for a, n in zip(start, crop_shape, strict=False)])
             cg = Geometry(cg.voxel_size, tuple(round(t, 6) for t in cg.translation), cg.shape)  # type: ignore[arg-type]
             split: Literal["train", "test"] = "test" if cid == ds.crop_ids[-1] else "train"
@@ -220,11 +239,34 @@ class Scene:
 SPACING = 600.0  # mean distance between cell centres, nm
 
 
+def _inside_cells(scene: "Scene", p: np.ndarray) -> np.ndarray:
+    """For world points ``p`` (..., 3): inside a cell (not ECS, not plasma membrane)."""
+    warped = p + 45.0 * np.stack([w(p) for w in scene.warp], -1)
+    d, idx = cKDTree(scene.seeds).query(warped.reshape(-1, 3), k=2)
+    sep = np.linalg.norm(scene.seeds[idx[:, 1]] - scene.seeds[idx[:, 0]], axis=1)
+    h = (d[:, 1] ** 2 - d[:, 0] ** 2) / (2 * sep)
+    return (scene.is_cell[idx[:, 0]] & (h > scene.gap / 2 + scene.pm)).reshape(p.shape[:-1])
+
+
+def _crop_score(scene: "Scene", box: Box) -> float:
+    """How good a training/test crop ``box`` is: mostly cells (some ECS), a nucleus, mitochondria."""
+    axes = [np.linspace(a, b, 8, dtype=np.float32) for a, b in zip(box.start, box.stop, strict=True)]
+    p = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
+    frac = float(_inside_cells(scene, p).mean())
+
+    def count(cls: str) -> int:
+        return sum(all(a <= c < b for c, a, b in zip(ob.centre, box.start, box.stop, strict=True))
+                   for ob in scene.objects[cls])
+
+    return -abs(frac - 0.75) + 0.3 * min(count("nuc"), 1) + 0.06 * min(count("mito"), 4) + 0.02 * min(count("ves"), 5)
+
+
 def _random_axes(rng: np.random.Generator) -> np.ndarray:
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     return q.T
 
 
+@functools.lru_cache(maxsize=8)
 def build_scene(em: Geometry, seed: int, salt: int) -> Scene:
     """The cells and organelles around the EM volume ``em``, fixed by ``seed``."""
     rng = np.random.default_rng([seed, salt])
@@ -232,7 +274,7 @@ def build_scene(em: Geometry, seed: int, salt: int) -> Scene:
     n = [max(1, math.ceil((b - a) / SPACING)) for a, b in zip(box.start, box.stop, strict=False)]
     grid = np.stack(np.meshgrid(*[np.arange(k) for k in n], indexing="ij"), -1).reshape(-1, 3)
     seeds = np.asarray(box.start) + (grid + 0.5 + rng.uniform(-0.3, 0.3, grid.shape)) * SPACING
-    is_cell = rng.uniform(size=len(seeds)) > 0.18
+    is_cell = rng.uniform(size=len(seeds)) > 0.12
     brightness = rng.normal(0, 6, len(seeds))
     warp = (Waves.random(rng, 3, 700.0), Waves.random(rng, 3, 700.0), Waves.random(rng, 3, 700.0))
     objects: dict[str, list[Ellipsoid]] = {"nuc": [], "mito": [], "ves": []}
@@ -263,8 +305,9 @@ def build_scene(em: Geometry, seed: int, salt: int) -> Scene:
                         a1 = np.cross(d, a0)
                         axes = np.stack([a0, d, a1])
                     rb = float(radii.max())
-                    if all(np.linalg.norm(c - pc) > min(rb, pr) + float(radii.min()) + 12 and
-                           np.linalg.norm(c - pc) > pr + float(radii.min()) + 12 for pc, pr in placed):
+                    pcs = np.array([pc for pc, _ in placed]).reshape(-1, 3)
+                    prs = np.array([pr for _, pr in placed])
+                    if np.all(np.sqrt(((pcs - c) ** 2).sum(1)) > prs + float(radii.min()) + 12):
                         objects[cls].append(Ellipsoid(ci, c, axes, radii, 9.0 if cls == "mito" else 8.0))
                         placed.append((c, rb))
                         break
@@ -451,8 +494,11 @@ def generate(root: str | Path, *, seed: int = 0, size: str = "demo") -> Syntheti
                                          chunks=(sz.chunk,) * 3)
                 else:
                     tg = truth.require_group(f"crop{crop.crop_id}")
+                    by_grid: dict[Geometry, dict[str, np.ndarray]] = {}
                     for row in crop.rows:
-                        lab = render(scene, row.geometry).labels()[row.class_label]
+                        if row.geometry not in by_grid:
+                            by_grid[row.geometry] = render(scene, row.geometry).labels()
+                        lab = by_grid[row.geometry][row.class_label]
                         g = row.geometry
                         arr = create_array(tg, row.class_label, shape=g.shape, dtype=lab.dtype,
                                            chunks=(sz.chunk,) * 3,

@@ -7,9 +7,11 @@ model voxel size) and, once every block is done, the ``predictions`` manifest.
 Progress lives in per-block done markers (``<output stem>.blocks/``), so a
 killed or retried shard skips finished blocks and ``finalize`` can tell which
 blocks are missing. Nothing is touched before the whole plan has been
-validated, so bad input leaves no output behind.
+validated (and an unsharded run that meets bad input mid-way, e.g. a
+truncated EM chunk, removes what it wrote), so bad input leaves no output.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -21,19 +23,20 @@ import numpy as np
 from csc_common.classes import class_kind
 from csc_common.errors import InputError, StageFailed
 from csc_common.fsutil import sha256_file
+from csc_common.geometry import Geometry
 from csc_common.log import progress
-from csc_common.manifest import Manifest, new_manifest, now, relpath, write_manifest
+from csc_common.manifest import Manifest, new_manifest, now, read_manifest, relpath, write_manifest
 from csc_common.volumes import open_array
 
 from csc_predictor.engines import ModelSpec, make_engine, probe
 from csc_predictor.io import BlockMarkers, em_presence, encode, encoding_scale, ensure_array, read_em
-from csc_predictor.plan import Block, Plan, Target, markers_dir, parse_shard, shard_blocks
+from csc_predictor.plan import Block, Plan, markers_dir, parse_shard, shard_blocks
 from csc_predictor.tiling import sliding_window
 
 log = logging.getLogger("csc.predict")
 
 
-def input_geometry(block: Block, plan: Plan):
+def input_geometry(block: Block, plan: Plan) -> tuple[Geometry, tuple[int, ...]]:
     """The grid read for a block: the block grown by the context, and to at least one tile (centred)."""
     lo, hi = [], []
     for s, c, t in zip(block.slices, plan.context, plan.tile, strict=True):
@@ -140,6 +143,13 @@ def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, st
     output = Path(cfg.output)
     markers = BlockMarkers(markers_dir(output), plan.hash)
     done = markers.done_ids()
+    if not done and output.is_file():
+        try:
+            if json.loads(output.read_text()).get("plan_hash") == plan.hash:  # finalized already (a rerun)
+                log.info("%s: already finalized for this plan", output)
+                return read_manifest(output, "predictions")
+        except (OSError, json.JSONDecodeError):
+            pass
     if not done:
         raise StageFailed(f"{markers.folder}: no block of this plan is done for {output}; run the predictor "
                           "(or its shards) with the same arguments first")
@@ -176,6 +186,7 @@ def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, st
         "tiling": {k: plan.params[k] for k in ("tile", "overlap", "blend", "batch_size", "tta", "context", "block",
                                                 "chunk")},
         "selection": {k: plan.params[k] for k in ("crops", "roi", "whole_volume", "volume")},
+        "plan_hash": plan.hash,
         "em_levels": sorted({f"{t.dataset}:{t.em.level_path}" for t in plan.targets}),
         "counts": {"blocks": len(plan.blocks), "empty_blocks": empty,
                    "shards": len({tuple(r["shard"]) for r in records if r.get("shard")}) or 1,
@@ -204,5 +215,3 @@ def _summary(plan: Plan, body: dict[str, Any], output: Path) -> None:
         log.info("  %-12s %-10s %s voxels @ %s nm  classes: %s", t.key, t.dataset, "x".join(map(str, g.shape)),
                  "x".join(f"{v:g}" for v in g.voxel_size), ", ".join(c for _, c in t.classes))
 
-
-__all__ = ["finalize", "predict_block", "run", "Target"]
