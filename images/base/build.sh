@@ -6,6 +6,7 @@
 # Usage: images/base/build.sh [--browser] [TAG]   (default TAG: csc-base:latest)
 #   --browser  also chromium + chromedriver + a font (the viewer's screenshots), e.g.
 #              images/base/build.sh --browser csc-base-browser:latest
+#              (starts from csc-base:latest's files when that image exists: no second debootstrap)
 # Env:   SUITE (default: this machine's release codename, else bookworm)
 #        MIRROR (default: read from apt's configuration at build time)
 #        KEEP_ROOTFS=1 keeps the unpacked tree under images/base/rootfs
@@ -43,15 +44,24 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 KEYOPT=()
 [[ -f "$KEYRING" ]] && KEYOPT=(--keyring="$KEYRING")
 
-LOGFILE="${TMPDIR:-/tmp}/csc-base-debootstrap.log"
+LOGFILE="${TMPDIR:-/tmp}/csc-base-debootstrap.$(printf %s "$TAG" | tr -c "A-Za-z0-9_.-" _).log"
+: > "$LOGFILE"
 PACKAGES=python3,python3-venv,ca-certificates
 EXTRA=()   # installed with apt inside the new tree: debootstrap's resolver cannot pick virtual packages
 [[ $BROWSER == 1 ]] && EXTRA=(chromium chromium-driver fonts-dejavu-core)
-log "debootstrap ${SUITE} (minbase + ${PACKAGES}) from ${MIRROR}"
-rm -rf "$ROOTFS"; mkdir -p "$(dirname "$ROOTFS")"
+rm -rf "$ROOTFS"; mkdir -p "$ROOTFS"
 t0=$(date +%s)
-debootstrap --variant=minbase --include="$PACKAGES" "${KEYOPT[@]}" "$SUITE" "$ROOTFS" "$MIRROR" \
-  > "$LOGFILE" 2>&1 || { tail -20 "$LOGFILE" >&2; die "debootstrap failed (log: $LOGFILE)"; }
+FROM="${FROM_IMAGE:-csc-base:latest}"
+if [[ ${#EXTRA[@]} -gt 0 && "$FROM" != "$TAG" ]] && docker image inspect "$FROM" >/dev/null 2>&1; then
+  log "starting from the files of ${FROM}"
+  cid="$(docker create "$FROM" true)"
+  docker export "$cid" | tar -C "$ROOTFS" -x; docker rm "$cid" >/dev/null
+  cp /etc/resolv.conf "$ROOTFS"/etc/resolv.conf 2>/dev/null || true
+else
+  log "debootstrap ${SUITE} (minbase + ${PACKAGES}) from ${MIRROR}"
+  debootstrap --variant=minbase --include="$PACKAGES" "${KEYOPT[@]}" "$SUITE" "$ROOTFS" "$MIRROR" \
+    >> "$LOGFILE" 2>&1 || { tail -20 "$LOGFILE" >&2; die "debootstrap failed (log: $LOGFILE)"; }
+fi
 
 printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$ROOTFS"/etc/apt/sources.list
 if [[ ${#EXTRA[@]} -gt 0 ]]; then

@@ -126,11 +126,11 @@ def _floats(text: str | None) -> list[float] | None:
 # Sources and manifests
 
 
-def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str, Callable[[], None]]:
+def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str, Callable[[], bool]]:
     """(source or None for S3 until the bucket is known, label, train manifest text, test manifest text, prepare).
 
-    ``prepare`` materialises the source (generates the synthetic bucket); it is
-    called only after the selection was validated.
+    ``prepare`` materialises the source (generates the synthetic bucket) and says
+    whether it is new; it is called only after the selection was validated.
     """
     dest = Path(cfg.dest)
     if cfg.source == "synthetic":
@@ -140,18 +140,24 @@ def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str
         test_text = (read_text(cfg.test_manifest) if cfg.test_manifest
                      else write_crop_manifest(synthetic.crop_rows(spec, "test")))
         label = f"synthetic (seed {cfg.seed}, size {cfg.size}) at {bucket_dir}"
-        return (LocalSource(bucket_dir), label, train_text, test_text,
-                lambda: synthetic.generate(bucket_dir, seed=cfg.seed, size=cfg.size))
+        def prepare() -> bool:
+            if synthetic.is_generated(bucket_dir, seed=cfg.seed, size=cfg.size):
+                return False
+            log.info("generating the synthetic bucket (seed %d, size %s) in %s", cfg.seed, cfg.size, bucket_dir)
+            synthetic.generate(bucket_dir, seed=cfg.seed, size=cfg.size)
+            return True
+
+        return LocalSource(bucket_dir), label, train_text, test_text, prepare
     if cfg.source == "local":
         if not cfg.bucket_dir:
             raise InputError("--source local needs --bucket-dir (a folder in bucket layout)")
         root = Path(cfg.bucket_dir)
         train_text = read_text(cfg.manifest or str(root / "manifest.csv"))
         test_text = read_text(cfg.test_manifest or str(root / "test_crop_manifest.csv"))
-        return LocalSource(root), str(root), train_text, test_text, lambda: None
+        return LocalSource(root), str(root), train_text, test_text, lambda: False
     train_text = read_text(cfg.manifest or default_location("manifest"), endpoint_url=cfg.endpoint_url)
     test_text = read_text(cfg.test_manifest or default_location("test_manifest"), endpoint_url=cfg.endpoint_url)
-    return None, "", train_text, test_text, lambda: None
+    return None, "", train_text, test_text, lambda: False
 
 
 def _bucket_of(train: Sequence[TrainCrop]) -> str:
@@ -485,7 +491,7 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
         return None
     if not sel.train and not sel.test:
         raise InputError(f"--crops {cfg.crops!r} with the given filters selects no crop")
-    prepare()
+    fresh_source = prepare()
     source.check()
     plan = build_plan(source, sel, cfg, dest, workers, label, {"train": train_loc, "test": test_loc})
     t_plan = time.perf_counter()
@@ -494,7 +500,8 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
         return None
 
     roots = [dest / ds / f"{ds}.zarr" for ds in plan.datasets] + ([dest / "ground_truth.zarr"] if plan.truth else [])
-    if cfg.access_mode == "overwrite":
+    if cfg.access_mode == "overwrite" or fresh_source:
+        # a regenerated synthetic bucket has new content: never mix it with files of an older one
         for r in roots:
             if r.exists():
                 log.info("overwrite: removing %s", r)

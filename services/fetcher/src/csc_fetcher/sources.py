@@ -140,8 +140,8 @@ class LocalSource:
             for f in sorted(filenames):
                 key = f if rel_dir == "." else f"{rel_dir}/{f}"
                 if key.startswith(prefix):
-                    p = Path(dirpath) / f
-                    yield ObjectInfo(key, p.stat().st_size, _md5_file(p))
+                    # no ETag: a local copy is verified by length (hashing would read every file twice)
+                    yield ObjectInfo(key, (Path(dirpath) / f).stat().st_size)
 
     def get(self, key: str, info: ObjectInfo | None = None) -> bytes | None:
         p = self.root / key
@@ -157,8 +157,12 @@ class LocalSource:
         return data
 
 
-def _md5_file(p: Path) -> str:
-    return hashlib.md5(p.read_bytes(), usedforsecurity=False).hexdigest()
+def _md5_file(p: Path, piece: int = 8 << 20) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(p, "rb") as fh:
+        while block := fh.read(piece):
+            h.update(block)
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from csc_common.volumes import create_array, open_group, write_multiscale
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 BUCKET_NAME = "csc-synthetic"
 STAMP = ".synthetic.json"
 TRUTH_PREFIX = "_truth/ground_truth.zarr"
@@ -231,9 +231,9 @@ class Scene:
     er_zone: Waves
     chromatin: Waves
     objects: dict[str, list[Ellipsoid]]
-    gap: float = 28.0  # ecs between two cells, nm
+    gap: float = 44.0  # ecs between two cells, nm
     pm: float = 14.0  # plasma membrane thickness, nm
-    er_half: float = 0.16  # |er field| below this is ER (about 16 nm thick)
+    er_half: float = 0.22  # |er field| below this is ER (about 22 nm thick)
 
 
 SPACING = 600.0  # mean distance between cell centres, nm
@@ -242,7 +242,7 @@ SPACING = 600.0  # mean distance between cell centres, nm
 def _inside_cells(scene: "Scene", p: np.ndarray) -> np.ndarray:
     """For world points ``p`` (..., 3): inside a cell (not ECS, not plasma membrane)."""
     warped = p + 45.0 * np.stack([w(p) for w in scene.warp], -1)
-    d, idx = cKDTree(scene.seeds).query(warped.reshape(-1, 3), k=2)
+    d, idx = cKDTree(scene.seeds).query(warped.reshape(-1, 3), k=2, workers=-1)
     sep = np.linalg.norm(scene.seeds[idx[:, 1]] - scene.seeds[idx[:, 0]], axis=1)
     h = (d[:, 1] ** 2 - d[:, 0] ** 2) / (2 * sep)
     return (scene.is_cell[idx[:, 0]] & (h > scene.gap / 2 + scene.pm)).reshape(p.shape[:-1])
@@ -365,7 +365,7 @@ def render(scene: Scene, g: Geometry) -> Rendered:
     shape = tuple(g.shape)
     warped = p + 45.0 * np.stack([w(p) for w in scene.warp], -1)
     tree = cKDTree(scene.seeds)
-    d, idx = tree.query(warped.reshape(-1, 3), k=2)
+    d, idx = tree.query(warped.reshape(-1, 3), k=2, workers=-1)
     d, idx = d.astype(np.float32), idx.astype(np.int64)
     sep = np.linalg.norm(scene.seeds[idx[:, 1]] - scene.seeds[idx[:, 0]], axis=1).astype(np.float32)
     h = ((d[:, 1] ** 2 - d[:, 0] ** 2) / (2 * sep)).reshape(shape)  # distance to the Voronoi wall
@@ -404,14 +404,14 @@ def render(scene: Scene, g: Geometry) -> Rendered:
 
 def em_image(scene: Scene, r: Rendered, g: Geometry, rng: np.random.Generator) -> np.ndarray:
     """The EM contrast of a rendered grid: dark membranes, bright ECS, textured organelles."""
-    img = np.full(r.cell.shape, 198.0, np.float32)  # extracellular space: bright-ish
+    img = np.full(r.cell.shape, 205.0, np.float32)  # extracellular space: bright-ish
     interior = r.interior
     img[interior] = 146.0 + scene.brightness[r.cell[interior]]
     img[r.pm] = 62.0
-    img[r.er] = 84.0
+    img[r.er] = 80.0
     nuc = r.ids["nuc"] > 0
-    img[nuc] = 120.0
-    img[r.chromatin] = 88.0
+    img[nuc] = 114.0
+    img[r.chromatin] = 80.0
     img[r.shell["nuc"]] = 50.0
     mito = r.ids["mito"] > 0
     img[mito] = 118.0
@@ -420,7 +420,7 @@ def em_image(scene: Scene, r: Rendered, g: Geometry, rng: np.random.Generator) -
     ves = r.ids["ves"] > 0
     img[ves] = 182.0
     img[r.shell["ves"]] = 66.0
-    sigma = [6.5 / v for v in g.voxel_size]
+    sigma = [5.0 / v for v in g.voxel_size]
     img = ndimage.gaussian_filter(img, sigma, mode="nearest")
     low = ndimage.gaussian_filter(rng.normal(0, 1, img.shape).astype(np.float32), 8, mode="wrap")
     img *= 1.0 + 0.6 * low / max(float(low.std()), 1e-6) * 0.05

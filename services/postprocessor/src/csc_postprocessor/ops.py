@@ -41,7 +41,7 @@ class Workspace:
         name = f"a{len(self._made)}"
         self._made.append(name)
         grp = open_group(self.scratch_dir, mode="a")
-        chunks = tuple(min(self.block, max(n, 1)) for n in self.shape)
+        chunks = tuple(min(self.block, 64, max(n, 1)) for n in self.shape)
         return create_array(grp, name, shape=self.shape, dtype=dtype, chunks=chunks)
 
     def factory(self) -> Callable[[np.dtype], ArrayLike]:
