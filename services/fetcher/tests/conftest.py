@@ -1,21 +1,13 @@
-"""Fixtures of the fetcher tests: a generated tiny synthetic bucket and one fetch of it."""
+"""Fixtures of the fetcher tests: a generated tiny synthetic bucket and one fetch of it.
+
+The real challenge CSVs come from the root conftest's ``shared_cellmap`` fixture.
+"""
 
 from pathlib import Path
 
 import pytest
 from csc_fetcher import synthetic
 from csc_fetcher.cli import main
-
-SHARED_CELLMAP = Path(__file__).resolve().parents[3] / ".." / "shared" / "cellmap"
-
-
-@pytest.fixture(scope="session")
-def cellmap_dir() -> Path:
-    """The real challenge CSVs (never committed here); fails loudly when absent."""
-    p = SHARED_CELLMAP.resolve()
-    if not (p / "manifest.csv").is_file():
-        pytest.fail(f"{p}: the shared challenge CSVs are missing (expected ../shared/cellmap next to the repo)")
-    return p
 
 
 @pytest.fixture(scope="session")

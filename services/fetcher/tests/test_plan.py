@@ -78,9 +78,9 @@ def test_selection_rules(tiny_bucket: Path) -> None:
         select(train, test, crops="abc")
 
 
-def test_real_manifests_parse_and_select(cellmap_dir: Path) -> None:
-    train = parse_fetch_manifest((cellmap_dir / "manifest.csv").read_text(), "manifest.csv")
-    test = read_crop_manifest(cellmap_dir / "test_crop_manifest.csv")
+def test_real_manifests_parse_and_select(shared_cellmap: Path) -> None:
+    train = parse_fetch_manifest((shared_cellmap / "manifest.csv").read_text(), "manifest.csv")
+    test = read_crop_manifest(shared_cellmap / "test_crop_manifest.csv")
     assert len(train) == 289 and len({t.dataset for t in train}) == 22
     s = select(train, test, crops="test")
     assert len(s.test) == 16 and not s.train

@@ -21,6 +21,7 @@ from csc_fetcher import synthetic
 from csc_fetcher.cli import main
 from csc_fetcher.testing import FaultPlan, FaultProxy, s3_client, start_moto, upload_folder
 
+pytestmark = pytest.mark.slow
 BUCKET = synthetic.BUCKET_NAME
 DS = "syn_iso-1"
 
@@ -199,7 +200,7 @@ def test_unreachable_endpoint_and_missing_bucket_exit_2(tmp_path: Path, tiny_buc
 
 
 def test_real_manifests_crops_test_against_a_stub_bucket(moto: tuple[str, tuple[str, int]], tmp_path: Path,
-                                                         cellmap_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                                                         shared_cellmap: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--crops test` with the challenge's real manifests, against a bucket holding only EM metadata.
 
     The stub has the real bucket's name and layout (EM multiscale groups of the six test datasets, no
@@ -212,7 +213,7 @@ def test_real_manifests_crops_test_against_a_stub_bucket(moto: tuple[str, tuple[
     from csc_common.volumes import multiscale_attrs
 
     endpoint, _ = moto
-    rows = read_crop_manifest(cellmap_dir / "test_crop_manifest.csv")
+    rows = read_crop_manifest(shared_cellmap / "test_crop_manifest.csv")
     client = s3_client(endpoint)
     bucket = "janelia-cosem-datasets"
     client.create_bucket(Bucket=bucket)
@@ -233,7 +234,7 @@ def test_real_manifests_crops_test_against_a_stub_bucket(moto: tuple[str, tuple[
             client.put_object(Bucket=bucket, Key=k, Body=json.dumps(doc).encode(), ACL="public-read")
     dest = tmp_path / "d"
     args = ["--source", "s3", "--endpoint-url", endpoint, "--dest", str(dest), "--crops", "test",
-            "--manifest", str(cellmap_dir / "manifest.csv"), "--test-manifest", str(cellmap_dir / "test_crop_manifest.csv")]
+            "--manifest", str(shared_cellmap / "manifest.csv"), "--test-manifest", str(shared_cellmap / "test_crop_manifest.csv")]
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "datasets: 6   crops: 0 train, 16 test" in out and "estimated time" in out
