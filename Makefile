@@ -67,7 +67,7 @@ $(STAMP): $(wildcard services/*/pyproject.toml)
 fetch: $(DATA)/dataset.json ## fetcher: EM + ground truth (SOURCE=synthetic|s3)
 $(DATA)/dataset.json: | $(STAGE_DEPS)
 	@mkdir -p $(DATA)
-	$(call stage,fetcher,csc-fetch) --source $(SOURCE) $(if $(filter synthetic,$(SOURCE)),--size $(SIZE) --seed $(SEED)) \
+	$(call stage,fetcher,csc-fetch) --source $(SOURCE) $(if $(filter synthetic,$(SOURCE)),--size $(SIZE) --seed $(SEED) --raw-padding 16) \
 	  --dest $(D) --output $(D)/dataset.json $(SELECT) $(FETCH_ARGS)
 
 train: $(DATA)/$(MODEL_DIR)/model.json ## trainer: a 3D U-Net on the training crops

@@ -39,6 +39,6 @@ fi
 command -v kubectl >/dev/null || log "warning: kubectl not found: the k8s tests will fail (apt-get install kubectl)"
 
 step "building the images (make images)"
-make --no-print-directory images
+make --no-print-directory -j2 --output-sync=target images
 step "images ready"
 make --no-print-directory image-sizes >&2

@@ -30,6 +30,8 @@ DEFAULT_BASE   := python:3.11-slim
 CSC_VERSION    ?= 0.1.0
 DOCKER         ?= docker
 DOCKER_BUILD   ?= DOCKER_BUILDKIT=0 $(DOCKER) build
+# The legacy builder's deprecation notice, dropped from the logs (the build itself stays verbose on errors).
+_quiet_build   := 2> >(grep -v -E 'DEPRECATED|buildx|BuildKit|docs.docker.com|environment-variable|^ *$$' >&2) >/dev/null
 DOCKER_SHM_SIZE ?= 2g
 FETCH_NETWORK  ?= bridge
 VIEW_NETWORK   ?= host
@@ -120,7 +122,7 @@ $(IMAGE_STAMPS)/image-$(1): $(IMAGES_DIR)/$(2)/Dockerfile $(WHEELHOUSE)/$(3)/.lo
 	$(DOCKER_BUILD) -q -f $(IMAGES_DIR)/$(2)/Dockerfile -t $(4) \
 	  --build-arg BASE_IMAGE=$$$$base --build-arg IMAGE_NAME=$(4) --build-arg VERSION=$(CSC_VERSION) \
 	  --build-arg REVISION=$$$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) $(5) \
-	  $(WHEELHOUSE)/$(3) 2> >(grep -v -E 'DEPRECATED|buildx|BuildKit|docs.docker.com|environment-variable|^ *$$$$' >&2) >/dev/null; \
+	  $(WHEELHOUSE)/$(3) $$(_quiet_build); \
 	echo "images: $(4) built in $$$$(( $$$$(date +%s) - t0 ))s on $$$$base, $$$$($(DOCKER) image inspect -f '{{.Size}}' $(4) | awk '{printf "%.0f MB", $$$$1/1e6}')"
 	@touch $$@
 endef
@@ -154,4 +156,4 @@ conformance: $(if $(filter csc-predictor:latest,$(PREDICTOR_IMAGE)),image-predic
 # A predictor image that writes the wrong geometry: the conformance kit must reject it.
 image-predictor-broken: image-predictor
 	$(DOCKER_BUILD) -q -f $(IMAGES_DIR)/testing/broken-predictor/Dockerfile -t csc-predictor-broken:test \
-	  --build-arg PREDICTOR_IMAGE=csc-predictor:latest tests/conformance >/dev/null
+	  --build-arg PREDICTOR_IMAGE=csc-predictor:latest tests/conformance $(_quiet_build)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from csc_common import nets
 from csc_common.fsutil import atomic_write_text
 from csc_common.manifest import artifact, new_manifest, now, write_manifest

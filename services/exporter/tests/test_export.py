@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from csc_common.manifest import read_manifest
 from csc_exporter.cli import main
 

@@ -188,3 +188,13 @@ def test_fetched_em_and_labels_line_up(fetched_tiny: Path) -> None:
             assert img[lab["ecs"]].mean() > img[lab["cyto"]].mean() + 20, c["id"]
         if "mito" in lab and lab["mito"].sum() > 50:
             assert img[lab["mito"]].mean() < img[lab["cyto"]].mean() - 10, c["id"]
+
+
+def test_regenerated_bucket_never_mixes_with_older_files(tmp_path: Path) -> None:
+    bucket, dest = tmp_path / "bucket", tmp_path / "d"
+    args = ["--source", "synthetic", "--size", "tiny", "--bucket-dir", str(bucket), "-q", "--crops", "101,901"]
+    assert main([*args, "--dest", str(dest), "--seed", "0"]) == 0
+    assert main([*args, "--dest", str(dest), "--seed", "1"]) == 0  # new bucket content: old trees are replaced
+    fresh = tmp_path / "fresh"
+    assert main([*args, "--dest", str(fresh), "--seed", "1"]) == 0
+    assert _tree(dest) == _tree(fresh)

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from csc_common.geometry import Geometry
 from csc_common.manifest import new_manifest, now, write_manifest
 from csc_common.volumes import open_group, write_multiscale
@@ -25,7 +24,7 @@ EM_GEOM = Geometry((8.0, 8.0, 8.0), (4.0, 0.0, 12.0), (48, 48, 48))
 
 
 def _coords(g: Geometry) -> list[np.ndarray]:
-    return np.meshgrid(*[t + np.arange(n) * v for t, n, v in zip(g.translation, g.shape, g.voxel_size)],
+    return np.meshgrid(*[t + np.arange(n) * v for t, n, v in zip(g.translation, g.shape, g.voxel_size, strict=True)],
                        indexing="ij")
 
 

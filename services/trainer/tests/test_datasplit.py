@@ -3,7 +3,6 @@
 import csv
 
 import numpy as np
-
 from csc_common.manifest import read_manifest
 from csc_trainer.cli import datasplit_main
 from csc_trainer.datasplit import SplitRow, datasplit_csv, make_split, read_datasplit

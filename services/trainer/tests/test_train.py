@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from csc_common import nets
 from csc_common.manifest import read_manifest
 from csc_trainer.cli import main

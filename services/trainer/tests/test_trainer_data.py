@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from csc_common.geometry import Geometry
 from csc_common.manifest import read_manifest
 from csc_trainer import data
@@ -29,7 +28,7 @@ def test_unannotated_class_is_masked(crops):
     er = CLASSES.index("er")
     assert mask[er].max() == 0 and target[er].max() == 0
     assert mask[CLASSES.index("cyto")].min() == 1
-    assert raw.dtype == np.float32 and 0 <= raw.min() and raw.max() <= 1
+    assert raw.dtype == np.float32 and raw.min() >= 0 and raw.max() <= 1
 
 
 def test_patch_past_crop_is_masked_but_has_em(crops):

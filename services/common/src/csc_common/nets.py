@@ -149,7 +149,7 @@ class UNet(nn.Module):
             if i < len(self.down) - 1:
                 skips.append(x)
                 x = self.pool(x)
-        for up, block in zip(self.up, self.up_blocks):
+        for up, block in zip(self.up, self.up_blocks, strict=True):
             x = up(x)
             x = block(torch.cat([skips.pop(), x], dim=1))
         return self.head(x)

@@ -11,6 +11,7 @@ from csc_common.cli import parse_config, run_main
 from csc_common.errors import InputError
 from csc_common.fsutil import sha256_file
 from csc_common.manifest import read_manifest
+
 from csc_exporter.config import ExportConfig
 
 

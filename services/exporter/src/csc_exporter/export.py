@@ -30,11 +30,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from torch import nn
-
 from csc_common import nets
 from csc_common.errors import InputError, StageFailed
 from csc_common.manifest import Manifest, artifact, new_manifest, now, write_manifest
+from torch import nn
 
 log = logging.getLogger("csc.export")
 INPUT_NAME = "raw"
@@ -54,7 +53,7 @@ def export_onnx(model: nn.Module, path: Path, *, patch: Sequence[int], multiple:
     with _quiet():
         if exporter == "dynamo":
             dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
-            for axis, (name, m) in enumerate(zip(names, multiple), start=2):
+            for axis, (name, m) in enumerate(zip(names, multiple, strict=True), start=2):
                 dims[axis] = torch.export.Dim(name, min=1) if m == 1 else m * torch.export.Dim(name, min=1)
             torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               opset_version=opset, dynamo=True, dynamic_shapes={"x": dims}, external_data=False,
@@ -83,7 +82,7 @@ def _quiet() -> Any:
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, lv in zip(loggers, levels):
+        for lg, lv in zip(loggers, levels, strict=True):
             lg.setLevel(lv)
 
 
@@ -147,12 +146,12 @@ def run(cfg: Any, mm: Manifest, *, args: list[str] | None = None) -> Manifest:
     spec = mm["input"]
     patch, channels = [int(p) for p in spec["patch_shape"]], int(spec["channels"])
     multiple = list(nets.downsampling_multiple(arch))
-    if any(p % m for p, m in zip(patch, multiple)):
+    if any(p % m for p, m in zip(patch, multiple, strict=True)):
         raise InputError(f"{mm.path}: patch shape {patch} is not a multiple of the network's {multiple}")
     rng = np.random.default_rng(cfg.seed)
     random_x = rng.random((1, channels, *patch), dtype=np.float32)
     real_x = _sample(mm, patch, channels)
-    dyn_shape = [p + (m if m > 1 else 2) for p, m in zip(patch, multiple)]
+    dyn_shape = [p + (m if m > 1 else 2) for p, m in zip(patch, multiple, strict=True)]
     dyn_x = rng.random((2, channels, *dyn_shape), dtype=np.float32)
 
     out.parent.mkdir(parents=True, exist_ok=True)

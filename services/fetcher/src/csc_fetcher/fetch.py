@@ -140,6 +140,7 @@ def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str
         test_text = (read_text(cfg.test_manifest) if cfg.test_manifest
                      else write_crop_manifest(synthetic.crop_rows(spec, "test")))
         label = f"synthetic (seed {cfg.seed}, size {cfg.size}) at {bucket_dir}"
+
         def prepare() -> bool:
             if synthetic.is_generated(bucket_dir, seed=cfg.seed, size=cfg.size):
                 return False
@@ -499,6 +500,7 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
         print(describe_plan(plan, workers), file=sys.stdout, flush=True)
         return None
 
+    output.unlink(missing_ok=True)  # the manifest means "finished": never leave an older one over a failed run
     roots = [dest / ds / f"{ds}.zarr" for ds in plan.datasets] + ([dest / "ground_truth.zarr"] if plan.truth else [])
     if cfg.access_mode == "overwrite" or fresh_source:
         # a regenerated synthetic bucket has new content: never mix it with files of an older one

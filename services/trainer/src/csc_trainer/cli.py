@@ -10,10 +10,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
 from csc_common.cli import parse_config, run_main
 from csc_common.fsutil import atomic_write_text
 from csc_common.manifest import read_manifest
+
 from csc_trainer.config import DatasplitConfig, TrainConfig, parse_list, parse_vec3
 
 log = logging.getLogger("csc.train")
@@ -43,6 +43,7 @@ def datasplit_main(argv: list[str] | None = None) -> int:
 
 def _datasplit_main(argv: list[str] | None) -> int:
     from csc_common.errors import InputError
+
     from csc_trainer.datasplit import datasplit_csv, make_split
 
     cfg = parse_config(DatasplitConfig, argv, "csc make-datasplit")

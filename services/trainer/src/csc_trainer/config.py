@@ -56,7 +56,7 @@ class TrainConfig:
     voxel_size: str = field(default="8,8,8", metadata=_h("zyx target voxel size in nm; EM and labels are resampled to it"))
     iterations: int = field(default=300, metadata=_h("total optimizer steps"))
     batch_size: int = field(default=4, metadata=_h("patches per step"))
-    learning_rate: float = field(default=3e-3, metadata=_h("AdamW peak learning rate"))
+    learning_rate: float = field(default=5e-3, metadata=_h("AdamW peak learning rate"))
     weight_decay: float = field(default=1e-4, metadata=_h("AdamW decoupled weight decay"))
     schedule: Literal["cosine", "constant", "step"] = field(default="cosine", metadata=_h(
         "learning-rate schedule over the iterations (after warm-up)"))
@@ -64,7 +64,7 @@ class TrainConfig:
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping norm (0 = off)"))
     pos_weight: bool = field(default=False, metadata=_h("weight positives per class by the training set's "
                                                          "negative/positive ratio (upstream weight_loss)"))
-    class_balance: float = field(default=0.5, metadata=_h("fraction of patches centred on a voxel of a class chosen "
+    class_balance: float = field(default=0.75, metadata=_h("fraction of patches centred on a voxel of a class chosen "
                                                            "uniformly (the rest: uniform over crop volume)"))
     augment: bool = field(default=True, metadata=_h("random flips, in-plane 90-degree rotations, transposes, "
                                                      "intensity jitter (--no-augment disables)"))
@@ -73,6 +73,10 @@ class TrainConfig:
                                                              "when the datasplit is created"))
     datasplit: str = field(default="", metadata=_h("datasplit CSV to use; created there if missing "
                                                     "(default: a fresh datasplit.csv beside the output)"))
+    force_all_classes: Literal["false", "true", "train", "validate"] = field(default="validate", metadata=_h(
+        "when the datasplit is created: crops lacking a class are dropped (true) or kept out of that split"))
+    filter_by_scale: bool = field(default=False, metadata=_h("when the datasplit is created: ignore classes "
+                                                              "annotated coarser than --voxel-size"))
     validate_every: int = field(default=100, metadata=_h("iterations between validations (and checkpoints)"))
     validation_patches: int = field(default=16, metadata=_h("patches per validation pass (fixed tiles)"))
     seed: int = field(default=42, metadata=_h("seeds model init, sampling and augmentation"))
@@ -129,7 +133,7 @@ class TrainConfig:
             raise InputError(f"--patch-shape {list(patch)}: a 2D model takes patches of one z slice (1,Y,X)")
         m = 2 ** (self.depth - 1)
         mult = (1 if self.dims == 2 else m, m, m)
-        if self.depth < 1 or any(p % k for p, k in zip(patch, mult)):
+        if self.depth < 1 or any(p % k for p, k in zip(patch, mult, strict=True)):
             raise InputError(f"--patch-shape {list(patch)} is not divisible by the network's downsampling multiple "
                              f"{list(mult)} (depth {self.depth})")
         for name in ("iterations", "batch_size", "validate_every", "validation_patches", "base_features"):

@@ -132,7 +132,7 @@ def make_batch(rng: np.random.Generator, crops: Sequence[CropSource], index: Seq
 def tile_starts(grid_shape: Sequence[int], patch: Sequence[int]) -> list[tuple[int, int, int]]:
     """Patch starts tiling a crop grid (last tile flush with the end; small crops get one centred tile)."""
     axes = []
-    for n, p in zip(grid_shape, patch):
+    for n, p in zip(grid_shape, patch, strict=True):
         if n <= p:
             axes.append([(n - p) // 2])
         else:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
 from csc_common.errors import InputError
 from csc_common.geometry import Geometry
 from csc_common.manifest import Manifest
@@ -60,7 +59,7 @@ def make_split(crops: Sequence[dict[str, Any]], classes: Sequence[str], *, valid
                 continue
             if scale is not None:
                 vs = Geometry.from_json(c["geometry"]).voxel_size
-                if any(v > s + 1e-9 for v, s in zip(vs, scale)):
+                if any(v > s + 1e-9 for v, s in zip(vs, scale, strict=True)):
                     continue
             present.append(c["name"])
         present = [n for n in classes if n in present]  # requested order

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from csc_common.errors import InputError
 from csc_common.geometry import Box, Geometry
 from csc_common.manifest import Manifest
@@ -75,7 +74,7 @@ def inside_mask(source: Geometry, target: Geometry) -> np.ndarray:
     """1 where a target voxel's nearest source voxel lies inside the source array."""
     axes = []
     for t0, tv, n, s0, sv, sn in zip(target.translation, target.voxel_size, target.shape,
-                                     source.translation, source.voxel_size, source.shape):
+                                     source.translation, source.voxel_size, source.shape, strict=True):
         c = (t0 + np.arange(n) * tv - s0) / sv
         axes.append(((c >= -0.5) & (c < sn - 0.5)).astype(np.float32))
     return axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
@@ -108,7 +107,7 @@ def crop_box(classes: Sequence[dict[str, Any]]) -> Box:
 
 def grid_for(box: Box, voxel_size: Sequence[float]) -> Geometry:
     """The target-voxel-size grid of a crop box (at least one voxel per axis)."""
-    shape = tuple(max(1, round(s / v)) for s, v in zip(box.size, voxel_size))
+    shape = tuple(max(1, round(s / v)) for s, v in zip(box.size, voxel_size, strict=True))
     return Geometry(tuple(voxel_size), box.start, shape)  # type: ignore[arg-type]
 
 

@@ -13,7 +13,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
 from csc_common.fsutil import atomic_write_bytes  # noqa: E402
 
 _COLORS = np.array([
@@ -77,7 +76,7 @@ def plot_samples(batches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], l
     """Rows of EM | truth | prediction (middle z slice) for a few validation patches."""
     n = len(batches)
     fig, axes = plt.subplots(n, 3, figsize=(9, 3 * n), squeeze=False)
-    for i, ((raw, target, mask), out) in enumerate(zip(batches, logits)):
+    for i, ((raw, target, mask), out) in enumerate(zip(batches, logits, strict=True)):
         z = raw.shape[0] // 2
         axes[i, 0].imshow(raw[z], cmap="gray", vmin=0, vmax=1)
         axes[i, 1].imshow(_composite(target[:, z], mask[:, z]))
@@ -85,7 +84,7 @@ def plot_samples(batches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], l
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
-    for ax, title in zip(axes[0], ("EM", "truth (grey: unannotated)", "prediction")):
+    for ax, title in zip(axes[0], ("EM", "truth (grey: unannotated)", "prediction"), strict=True):
         ax.set_title(title)
     handles = [plt.Line2D([], [], color=_COLORS[k % len(_COLORS)], lw=6, label=c) for k, c in enumerate(classes)]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(classes), 8), fontsize=8)

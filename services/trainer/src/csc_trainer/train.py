@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from csc_common import nets
 from csc_common.classes import INSTANCE_CLASSES, TESTED_CLASSES, class_kind
 from csc_common.errors import InputError
 from csc_common.fsutil import atomic_write_text
 from csc_common.log import progress_bar
 from csc_common.manifest import Manifest, artifact, new_manifest, now, relpath, write_manifest
+from torch import nn
+
 from csc_trainer import data
 from csc_trainer.config import TrainConfig
 from csc_trainer.datasplit import SplitRow, datasplit_csv, make_split, read_datasplit
@@ -91,6 +91,27 @@ def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, x: torch.Tensor,
+               target: torch.Tensor, mask: torch.Tensor, *, use_amp: bool, max_grad_norm: float,
+               pos_weight: torch.Tensor | None = None) -> tuple[float, float]:
+    """One optimizer step (AMP float16 autocast on CUDA when ``use_amp``); returns (loss, grad norm).
+
+    The loss is computed in float32 outside autocast; gradients are unscaled
+    before clipping so ``max_grad_norm`` means the same with and without AMP.
+    """
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=x.device.type, dtype=torch.float16, enabled=use_amp):
+        logits = model(x)
+    loss = masked_bce(logits.float(), target, mask, pos_weight)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm) if max_grad_norm > 0 else None
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item(), float(grad_norm) if grad_norm is not None else 0.0
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -149,7 +170,8 @@ def load_split(cfg: TrainConfig, ds: Manifest, entries: Sequence[dict[str, Any]]
     else:
         path = Path(cfg.datasplit) if cfg.datasplit else out.dir / "datasplit.csv"
         rng = np.random.default_rng([cfg.seed, 7])
-        rows = make_split(entries, classes, validate_ratio=cfg.validate_ratio, rng=rng)
+        rows = make_split(entries, classes, validate_ratio=cfg.validate_ratio, rng=rng,
+                          force_all=cfg.force_all_classes, scale=cfg.voxel if cfg.filter_by_scale else None)
         atomic_write_text(path, datasplit_csv(rows, ds, path))
     if not any(r.split == "train" for r in rows):
         raise InputError(f"{path}: no training crops annotate any of {', '.join(classes)}")
@@ -222,22 +244,13 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
             raw, target, mask = data.make_batch(
                 rng, train_crops, index, classes, patch, cfg.batch_size, class_balance=cfg.class_balance,
                 augment_on=cfg.augment, dims=cfg.dims, transpose_z=iso, jitter=cfg.intensity_jitter)
-            x, t, m = (torch.from_numpy(a).to(device) for a in (raw, target, mask))
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(x)
-            loss = masked_bce(logits.float(), t, m, pos_weight)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = (nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                         if cfg.max_grad_norm > 0 else torch.tensor(0.0))
-            scaler.step(optimizer)
-            scaler.update()
+            x, t, m = (torch.from_numpy(a).to(device, non_blocking=True) for a in (raw, target, mask))
+            loss, grad_norm = train_step(model, optimizer, scaler, x, t, m, use_amp=use_amp,
+                                         max_grad_norm=cfg.max_grad_norm, pos_weight=pos_weight)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             step = it + 1
-            rec = {"iteration": step, "loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm.detach())}
+            rec = {"iteration": step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
             metrics.write(json.dumps(rec) + "\n")
             if tb:
                 tb.add_scalar("loss", rec["loss"], step)
@@ -352,14 +365,14 @@ def _validate(model: nn.Module, batches: Sequence[tuple[np.ndarray, ...]], class
     counts = np.zeros((len(classes), 3))
     losses = []
     pw = None if pos_weight is None else pos_weight.cpu()
-    for (_, target, mask), logits in zip(batches, predict_batches(model, batches, device, use_amp)):
+    for (_, target, mask), logits in zip(batches, predict_batches(model, batches, device, use_amp), strict=True):
         t, m = torch.from_numpy(target)[None], torch.from_numpy(mask)[None]
         counts += iou_counts(logits[None], t, m)
         losses.append(float(masked_bce(logits[None], t, m, pw)))
     ious = iou_from_counts(counts)
     finite = [v for v in ious if v is not None]
     return {"val_loss": float(np.mean(losses)) if losses else 0.0,
-            "val_iou": dict(zip(classes, ious)),
+            "val_iou": dict(zip(classes, ious, strict=True)),
             "val_mean_iou": float(np.mean(finite)) if finite else None}
 
 
