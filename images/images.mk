@@ -103,7 +103,7 @@ wheelhouse: $(foreach s,$(IMAGE_STAGES),$(WHEELHOUSE)/$(call image_ctx,$(s))/.lo
 define _wheel_rules
 $(WHEELHOUSE)/$(1)/.deps: services/common/pyproject.toml services/$(2)/pyproject.toml $(IMAGES_DIR)/wheelhouse.sh
 	PYTHON=$(IMAGE_PYTHON) bash $(IMAGES_DIR)/wheelhouse.sh $(1)
-	@touch $$@ $(WHEELHOUSE)/$(1)/.local
+	@touch $$@
 
 $(WHEELHOUSE)/$(1)/.local: $(WHEELHOUSE)/$(1)/.deps $(_common_src) $(call _src,$(2))
 	PYTHON=$(IMAGE_PYTHON) bash $(IMAGES_DIR)/wheelhouse.sh --local-only $(1)

@@ -60,14 +60,15 @@ resolve_deps() {  # IMAGE: the third-party closure of the local wheels
     || die "resolving the dependencies of ${image} failed"
   rm -f "${dir}"/deps.new/csc_*.whl
   if [[ "$image" == predictor-gpu ]]; then
-    # Same closure, with onnxruntime swapped for onnxruntime-gpu of the same version (never both).
+    # Same closure, with onnxruntime swapped for onnxruntime-gpu (never both): the newest GPU build not
+    # newer than the CPU one (GPU releases can lag), with its CUDA/cuDNN wheels where it offers them.
     local ort constraints; ort="$(ls "${dir}"/deps.new/onnxruntime-*.whl | sed -E 's#.*/onnxruntime-([^-]+)-.*#\1#')"
     constraints="$(mktemp)"
     ls "${dir}"/deps.new/*.whl | sed -E 's#.*/([^-]+)-([^-]+)-.*#\1==\2#' | grep -v '^onnxruntime==' > "$constraints"
     rm -f "${dir}"/deps.new/onnxruntime-*.whl
-    "${PIP[@]}" download "${PLATFORM[@]}" -d "${dir}/deps.new" -c "$constraints" "onnxruntime-gpu[cuda,cudnn]==${ort}" \
-      || "${PIP[@]}" download "${PLATFORM[@]}" -d "${dir}/deps.new" -c "$constraints" "onnxruntime-gpu==${ort}" \
-      || die "no onnxruntime-gpu ${ort} wheel for this platform"
+    "${PIP[@]}" download "${PLATFORM[@]}" -d "${dir}/deps.new" -c "$constraints" "onnxruntime-gpu[cuda,cudnn]<=${ort}" \
+      || "${PIP[@]}" download "${PLATFORM[@]}" -d "${dir}/deps.new" -c "$constraints" "onnxruntime-gpu<=${ort}" \
+      || die "no onnxruntime-gpu <= ${ort} wheel for this platform"
     rm -f "$constraints"
     ! ls "${dir}"/deps.new/onnxruntime-[0-9]*.whl >/dev/null 2>&1 || die "predictor-gpu would carry onnxruntime too"
   fi

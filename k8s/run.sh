@@ -28,8 +28,8 @@ TIMEOUT_S=${TIMEOUT_S:-21600}   # per stage
 
 kc() { kubectl "${NS[@]}" "$@"; }
 
-echo "k8s: shared volume (PVC csc-data) from ${OVERLAY}"
-kc apply -k "$OVERLAY" -l app.kubernetes.io/component=storage
+echo "k8s: shared volume (PVC csc-data) and network policy from ${OVERLAY}"
+kc apply -k "$OVERLAY" -l app.kubernetes.io/component=shared
 
 for stage in "${STAGES[@]}"; do
   job="csc-${stage}"

@@ -49,7 +49,16 @@ LOGFILE="${TMPDIR:-/tmp}/csc-base-debootstrap.$(printf %s "$TAG" | tr -c "A-Za-z
 PACKAGES=python3,python3-venv,ca-certificates
 EXTRA=()   # installed with apt inside the new tree: debootstrap's resolver cannot pick virtual packages
 [[ $BROWSER == 1 ]] && EXTRA=(chromium chromium-driver fonts-dejavu-core)
-rm -rf "$ROOTFS"; mkdir -p "$ROOTFS"
+# Nothing of the host may stay mounted in the tree (debootstrap mounts /proc while configuring):
+# unmount before importing it and before removing it.
+unmount_tree() {
+  local m
+  for m in $(awk -v r="$ROOTFS" 'index($2, r "/") == 1 { print $2 }' /proc/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m"
+  done
+}
+unmount_tree; rm -rf "$ROOTFS"; mkdir -p "$ROOTFS"
+trap unmount_tree EXIT
 t0=$(date +%s)
 FROM="${FROM_IMAGE:-csc-base:latest}"
 if [[ ${#EXTRA[@]} -gt 0 && "$FROM" != "$TAG" ]] && docker image inspect "$FROM" >/dev/null 2>&1; then
@@ -81,11 +90,12 @@ find "$ROOTFS"/usr/share/locale -mindepth 1 -maxdepth 1 ! -name 'C.*' -exec rm -
 
 PYVER="$(chroot "$ROOTFS" python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
 log "python ${PYVER}; importing as ${TAG}"
-tar --numeric-owner -C "$ROOTFS" -c . | docker import \
+unmount_tree
+tar --numeric-owner --one-file-system -C "$ROOTFS" -c . | docker import \
   --change 'ENV LANG=C.UTF-8' \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'CMD ["python3"]' \
   --change "LABEL org.opencontainers.image.title=csc-base org.opencontainers.image.description=\"Debian ${SUITE} minbase + python ${PYVER} (debootstrap, docker import)\" org.opencontainers.image.version=${PYVER}" \
   - "$TAG" >/dev/null
-[[ "${KEEP_ROOTFS:-0}" == 1 ]] || rm -rf "$ROOTFS"
+[[ "${KEEP_ROOTFS:-0}" == 1 ]] || { unmount_tree; rm -rf "$ROOTFS"; }
 log "built ${TAG} in $(( $(date +%s) - t0 ))s: $(docker image inspect -f '{{.Size}}' "$TAG" | awk '{printf "%.0f MB", $1/1e6}')"

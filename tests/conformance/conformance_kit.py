@@ -12,7 +12,9 @@ The checks (each failure is one line naming crop, class and what was expected):
 1. exit status 0, the manifest exists and is valid against ``schemas/predictions.schema.json``;
 2. exactly the (crop, class) pairs of the test crop manifest whose class the model predicts;
 3. geometry: voxel size = the model's, translation = the minimum corner of the crop's merged
-   test-manifest box, shape = ceil(box size / voxel size); the array's attrs and shape agree;
+   test-manifest box, shape = ceil(box size / voxel size); the class ``path`` is ``crop<ID>/<class>/s0``,
+   the array's attrs and shape agree, and its parent ``crop<ID>/<class>`` is a valid OME-NGFF 0.4
+   multiscale group (axes z, y, x in nanometer) whose ``s0`` transform is the same geometry;
 4. dtype = ``encoding.dtype``; decoded probabilities (value * ``encoding.scale``) finite, in [0, 1];
 5. agreement with the reference predictor (``csc_predictor``, default options) on the same fixture:
    mean |p - p_ref| <= ``--tol-mean`` (0.05) and 99th percentile <= ``--tol-p99`` (0.25).
@@ -116,6 +118,96 @@ def _close(a, b, tol: float = 1e-6) -> bool:
     return len(a) == len(b) and all(abs(float(x) - float(y)) <= tol * max(1.0, abs(float(y))) for x, y in zip(a, b, strict=True))
 
 
+def _numbers(v: object, n: int, *, positive: bool = False) -> bool:
+    return isinstance(v, list) and len(v) == n and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive)
+        for x in v)
+
+
+def ome_ngff_problems(attrs: dict, shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """Why a group's attrs are not valid OME-NGFF 0.4 ``multiscales`` metadata in the challenge's layout.
+
+    ``shapes`` maps the group's array names to their shapes. The 0.4 rules (image.schema.json and the spec's
+    MUSTs): a non-empty ``multiscales`` list; per entry ``version`` "0.4", ``axes``, a non-empty ``datasets``
+    list whose ``path`` names an array with one dimension per axis, each with exactly one ``scale`` transform
+    (positive, one value per axis) optionally followed by one ``translation``, finest level first. On top,
+    the challenge's layout (UPSTREAM.md §2.2): axes exactly z, y, x of type space in nanometer. Empty = valid.
+    """
+    ms_list = attrs.get("multiscales")
+    if not isinstance(ms_list, list) or not ms_list:
+        return ["no 'multiscales' list in the group attrs"]
+    out = []
+    want_axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in ("z", "y", "x")]
+    for k, ms in enumerate(ms_list):
+        w = f"multiscales[{k}]"
+        if not isinstance(ms, dict):
+            out.append(f"{w} is not an object")
+            continue
+        if ms.get("version") != "0.4":
+            out.append(f"{w}/version {ms.get('version')!r} != '0.4'")
+        if ms.get("axes") != want_axes:
+            out.append(f"{w}/axes {ms.get('axes')} != z, y, x of type space in nanometer")
+        n = len(want_axes)
+        group_ct = ms.get("coordinateTransformations", [])
+        if not isinstance(group_ct, list) or [t.get("type") if isinstance(t, dict) else None
+                                              for t in group_ct] not in ([], ["scale"], ["scale", "translation"]):
+            out.append(f"{w}/coordinateTransformations: need a scale and at most one translation after it")
+        datasets = ms.get("datasets")
+        if not isinstance(datasets, list) or not datasets:
+            out.append(f"{w}/datasets: not a non-empty list")
+            continue
+        prev = None
+        for i, ds in enumerate(datasets):
+            wd = f"{w}/datasets[{i}]"
+            path = ds.get("path") if isinstance(ds, dict) else None
+            if not isinstance(path, str) or path not in shapes:
+                out.append(f"{wd}/path {path!r} names no array of the group")
+                continue
+            if len(shapes[path]) != n:
+                out.append(f"{wd}: array {path} has {len(shapes[path])} dimensions, the axes {n}")
+            ct = ds.get("coordinateTransformations")
+            types = [t.get("type") if isinstance(t, dict) else None for t in ct] if isinstance(ct, list) else None
+            if types not in (["scale"], ["scale", "translation"]):
+                out.append(f"{wd}/coordinateTransformations: types {types}, need one scale then at most one "
+                           "translation")
+                continue
+            scale = ct[0].get("scale")
+            if not _numbers(scale, n, positive=True):
+                out.append(f"{wd}: scale {scale!r} is not {n} positive numbers")
+                continue
+            if len(ct) == 2 and not _numbers(ct[1].get("translation"), n):
+                out.append(f"{wd}: translation {ct[1].get('translation')!r} is not {n} numbers")
+            if prev is not None and any(a < b for a, b in zip(scale, prev, strict=True)):
+                out.append(f"{wd}: scale {scale} is finer than the level before it (finest level first)")
+            prev = scale
+    return out
+
+
+def _group_problems(root: Path, path: str, exp: dict) -> list[str]:
+    """Problems of the OME-NGFF group holding the array ``path`` (``crop<ID>/<class>/s0``) against ``exp``."""
+    import zarr
+    from csc_common.volumes import parse_multiscales
+
+    group_path, level = path.rsplit("/", 1) if "/" in path else ("", path)
+    try:
+        grp = zarr.open_group(str(root / group_path), mode="r", zarr_format=2)
+        attrs, shapes = dict(grp.attrs), {k: tuple(a.shape) for k, a in grp.arrays()}
+    except Exception as exc:  # noqa: BLE001 - any unreadable group is a failure to report
+        return [f"group {group_path} unreadable as zarr v2 ({type(exc).__name__}: {exc})"]
+    problems = ome_ngff_problems(attrs, shapes)
+    if problems:
+        return [f"group {group_path}: not valid OME-NGFF 0.4: {p}" for p in problems]
+    levels = {lv.path: lv.geometry for lv in parse_multiscales(attrs, shapes, group_path)}
+    if level not in levels:
+        return [f"group {group_path}: multiscales list no level {level!r}"]
+    g = levels[level]
+    out = []
+    for field_name, have in (("voxel_size", g.voxel_size), ("translation", g.translation)):
+        if not _close(have, exp[field_name]):
+            out.append(f"group {group_path} level {level}: {field_name} {list(have)} != expected {exp[field_name]}")
+    return out
+
+
 def load_probabilities(manifest_path: Path) -> dict[tuple[int, str], np.ndarray]:
     import zarr
 
@@ -165,6 +257,10 @@ def check_output(fixture: Path, manifest_path: Path, *, name: str, tol_mean: flo
             if not _close(g[field_name], exp[field_name]):
                 rep.failures.append(f"{where}: manifest geometry {field_name} {g[field_name]} != expected "
                                     f"{exp[field_name]}")
+        want_path = f"crop{key[0]}/{key[1]}/s0"
+        if v["path"] != want_path:
+            rep.failures.append(f"{where}: path {v['path']!r} != expected {want_path!r} (level s0 of the OME-NGFF "
+                                f"multiscale group crop{key[0]}/{key[1]})")
         try:
             arr = zarr.open_array(str(root / v["path"]), mode="r", zarr_format=2)
         except Exception as exc:  # noqa: BLE001 - any unreadable array is a failure to report
@@ -177,6 +273,7 @@ def check_output(fixture: Path, manifest_path: Path, *, name: str, tol_mean: flo
         for attr in ("voxel_size", "translation"):
             if attr not in attrs or not _close(attrs[attr], exp[attr]):
                 rep.failures.append(f"{where}: array attr {attr} {attrs.get(attr)} != expected {exp[attr]}")
+        rep.failures += [f"{where}: {p}" for p in _group_problems(root, v["path"], exp)]
         if str(arr.dtype) != dtype:
             rep.failures.append(f"{where}: array dtype {arr.dtype} != encoding.dtype {dtype}")
         p = arr[:].astype(np.float64) * scale

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 from conformance_fixture import build_fixture
-from conformance_kit import check_output, check_predictor, main
+from conformance_kit import check_output, check_predictor, main, ome_ngff_problems
+from csc_common.geometry import Geometry
+from csc_common.volumes import multiscale_attrs
 
 HERE = Path(__file__).resolve().parent
 PY = [sys.executable, "-m", "csc_predictor", "-q"]
@@ -51,6 +53,48 @@ def test_swapped_classes_fail_the_agreement_check(fixture: Path) -> None:
     assert not rep.ok
     assert any("crop 101 class mito: differs from the reference predictor" in f for f in rep.failures), rep.text()
     assert not any("geometry" in f for f in rep.failures)
+
+
+def test_flat_arrays_without_ome_ngff_groups_fail(fixture: Path) -> None:
+    rep = check_predictor(fixture, "flat", command=[sys.executable, str(HERE / "broken_predictor.py"), "flat"])
+    assert not rep.ok
+    text = rep.text()
+    assert "crop 101 class mito: path 'crop101/mito' != expected 'crop101/mito/s0'" in text
+    assert "crop 101 class mito: group crop101: not valid OME-NGFF 0.4: no 'multiscales' list" in text, text
+    assert all(line.startswith("  - crop ") for line in text.splitlines()[1:])
+    assert "mean_abs_diff" in rep.stats and rep.stats["max_abs_diff"] == 0.0  # the values themselves are right
+
+
+def _ms(**change: object) -> dict:
+    attrs = multiscale_attrs([("s0", Geometry((8.0, 8.0, 8.0), (1.5, 2.0, -3.0), (2, 3, 4))),
+                              ("s1", Geometry((16.0, 16.0, 16.0), (5.5, 6.0, 1.0), (1, 2, 2)))], "mito")
+    attrs["multiscales"][0].update(change)
+    return attrs
+
+
+def test_ome_ngff_validator_accepts_ours_and_names_what_is_wrong() -> None:
+    shapes = {"s0": (2, 3, 4), "s1": (1, 2, 2)}
+    assert ome_ngff_problems(_ms(), shapes) == []
+    good = _ms()["multiscales"][0]
+    s0, s1 = good["datasets"]
+    scale_only = {**s0, "coordinateTransformations": s0["coordinateTransformations"][:1]}
+    assert ome_ngff_problems(_ms(datasets=[scale_only]), shapes) == []  # translation is optional
+    bad = {
+        "no 'multiscales'": ({}, shapes),
+        "version '0.3'": (_ms(version="0.3"), shapes),
+        "axes": (_ms(axes=good["axes"][::-1]), shapes),
+        "types ['translation', 'scale']": (
+            _ms(datasets=[{**s0, "coordinateTransformations": s0["coordinateTransformations"][::-1]}]), shapes),
+        "is not 3 positive numbers": (
+            _ms(datasets=[{**s0, "coordinateTransformations": [{"type": "scale", "scale": [8.0, 8.0]}]}]), shapes),
+        "names no array": (_ms(), {"s0": (2, 3, 4)}),
+        "has 4 dimensions": (_ms(), {"s0": (1, 2, 3, 4), "s1": (1, 2, 2)}),
+        "finest level first": (_ms(datasets=[s1, s0]), shapes),
+        "not a non-empty list": (_ms(datasets=[]), shapes),
+    }
+    for want, (attrs, sh) in bad.items():
+        got = ome_ngff_problems(attrs, sh)
+        assert any(want in p for p in got), (want, got)
 
 
 def test_failing_command_and_missing_output_are_reported(fixture: Path) -> None:

@@ -100,12 +100,27 @@ def docker() -> str:
 
 
 @pytest.fixture(scope="session")
-def image_info(docker: str) -> Callable[[str], dict]:
-    """`docker image inspect` of a stage's image; fails when the image was not built."""
+def stale_images() -> set[str]:
+    """Stages whose image is older than its sources (images/images.mk's stamps, asked with `make -q`)."""
+    stale = set()
+    for stage in STAGES:
+        stamp = f"images/wheelhouse/.stamps/image-{stage}"
+        out = subprocess.run(["make", "-q", "-f", "images/images.mk", stamp], cwd=REPO, capture_output=True)
+        if out.returncode != 0:
+            stale.add(stage)
+    return stale
+
+
+@pytest.fixture(scope="session")
+def image_info(docker: str, stale_images: set[str]) -> Callable[[str], dict]:
+    """`docker image inspect` of a stage's image; fails when the image is missing or older than its sources."""
     cache: dict[str, dict] = {}
 
     def inspect(stage: str) -> dict:
         name = STAGES[stage][0]
+        if stage in stale_images:
+            pytest.fail(f"image {name} is older than services/{stage} (or csc_common): rebuild with `make images`",
+                        pytrace=False)
         if name not in cache:
             out = subprocess.run([docker, "image", "inspect", name], capture_output=True, text=True)
             if out.returncode != 0:

@@ -64,7 +64,7 @@ def test_every_object_passes_strict_validation(rendered, version):
         argv[1:1] = ["-k", version]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert len(docs) == 10
+    assert len(docs) == 11
 
 
 def test_strict_validation_rejects_an_unknown_field(tmp_path):
@@ -92,6 +92,25 @@ def test_one_job_per_stage_on_one_shared_volume(rendered):
         assert "/data" in mounts and "/tmp" in mounts, f"{name}: mounts {mounts}"
         labels = job["metadata"]["labels"]
         assert labels["app.kubernetes.io/component"] == name.removeprefix("csc-"), "k8s/run.sh selects by component"
+
+
+def test_only_the_fetcher_has_a_network(rendered):
+    """The NetworkPolicy selects every csc pod but the fetcher's and allows them no traffic."""
+    _, _, docs = rendered
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    spec = policy["spec"]
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"] and spec["egress"] == [] and spec["ingress"] == []
+
+    def selected(labels: dict) -> bool:
+        for e in spec["podSelector"]["matchExpressions"]:
+            value = labels.get(e["key"])
+            if (e["operator"] == "In") != (value in e["values"]):
+                return False
+        return True
+
+    for name, job in jobs(docs).items():
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        assert selected(labels) == (name != "csc-fetch"), f"{name}: network {'cut' if selected(labels) else 'open'}"
 
 
 def test_pods_never_restart_in_place_and_bad_input_is_not_retried(rendered):

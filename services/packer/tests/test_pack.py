@@ -59,6 +59,22 @@ def test_perfect_prediction_round_trips_in_the_challenge_format(make_processed, 
     assert got.dtype == np.uint8 and np.array_equal(got, er)
 
 
+@pytest.mark.parametrize("layout", ["group", "flat"])
+def test_a_path_naming_the_group_or_a_plain_array_packs_the_same(make_processed, make_test_manifest, tmp_path,
+                                                                  layout):
+    """The processed layout (``crop<N>/<class>/s0`` in an OME-NGFF group) is the default; other readable forms too."""
+    _, mito, er = _truth()
+    vols = [(7, "mito", mito, ROW_MITO), (7, "er", er, ROW_ER)]
+    csv = make_test_manifest([(7, "mito", ROW_MITO), (7, "er", ROW_ER)])
+    zip_path = tmp_path / "data/submission.zip"
+    assert _pack(make_processed(vols), csv, tmp_path)[0] == 0
+    want = {n: _zip_array(zip_path, n)[0] for n in ("crop7/mito", "crop7/er")}
+    assert _pack(make_processed(vols, layout=layout), csv, tmp_path)[0] == 0
+    for n, arr in want.items():
+        np.testing.assert_array_equal(_zip_array(zip_path, n)[0], arr)
+    np.testing.assert_array_equal(want["crop7/mito"], mito)
+
+
 def test_ids_above_255_stay_distinct(make_processed, make_test_manifest, tmp_path):
     ids = np.arange(1, 12 * 16 * 20 + 1, dtype=np.uint32).reshape(ROW_MITO.shape)  # 3840 distinct ids
     rc, out = _pack(make_processed([(7, "mito", ids, ROW_MITO)]), make_test_manifest([(7, "mito", ROW_MITO)]),

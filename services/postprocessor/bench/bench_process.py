@@ -90,7 +90,7 @@ def bench_pack(tmp: Path, scale: int) -> tuple[float, int, int]:
     from csc_common.crops import CropRow, read_crop_manifest, write_crop_manifest
     from csc_common.geometry import Geometry
     from csc_common.manifest import new_manifest, now, write_manifest
-    from csc_common.volumes import create_array, open_group
+    from csc_common.volumes import create_array, multiscale_attrs, open_group
     from csc_packer.cli import main as pack_main
 
     manifest_csv = Path(os.environ.get("CSC_SHARED_CELLMAP", REPO.parent / "shared" / "cellmap")) / \
@@ -115,13 +115,15 @@ def bench_pack(tmp: Path, scale: int) -> tuple[float, int, int]:
         vals = rng.integers(0, 1000 if inst else 2, size=(4, 4, 4)).astype(np.uint32 if inst else np.uint8)
         rep = [-(-s // 4) for s in coarse.shape]
         vol = np.tile(vals, rep)[: coarse.shape[0], : coarse.shape[1], : coarse.shape[2]]
-        arr = create_array(grp.require_group(f"crop{r.crop_id}"), r.class_label, shape=coarse.shape,
+        group = grp.require_group(f"crop{r.crop_id}/{r.class_label}")  # the postprocessor's OME-NGFF layout
+        group.attrs.update(multiscale_attrs([("s0", coarse)], name=r.class_label))
+        arr = create_array(group, "s0", shape=coarse.shape,
                            dtype=vol.dtype, attrs={"voxel_size": list(coarse.voxel_size),
                                                    "translation": list(coarse.translation)})
         arr[...] = vol
         crops.setdefault(r.crop_id, {"id": r.crop_id, "dataset": r.dataset, "classes": []})["classes"].append(
-            {"name": r.class_label, "kind": "instance" if inst else "semantic", "path": f"crop{r.crop_id}/{r.class_label}",
-             "geometry": coarse.to_json()})
+            {"name": r.class_label, "kind": "instance" if inst else "semantic",
+             "path": f"crop{r.crop_id}/{r.class_label}/s0", "geometry": coarse.to_json()})
     write_manifest(data / "processed.json", new_manifest("processed", "postprocessor", now(), zarr="processed.zarr",
                                                          crops=list(crops.values())))
     t0, c0 = time.perf_counter(), time.process_time()

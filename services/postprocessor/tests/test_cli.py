@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 import zarr
+from conformance_kit import ome_ngff_problems
 from csc_common.geometry import Geometry
 from csc_common.manifest import read_manifest
+from csc_common.volumes import Level, read_levels
 from csc_postprocessor.cli import main
 
 G1 = Geometry((8.0, 8.0, 8.0), (100.0, 36.5, -12.0), (24, 28, 40))
@@ -25,16 +27,33 @@ def _read(path, name):
     return arr[...], dict(arr.attrs)
 
 
+def _assert_ome_ngff_groups(manifest_path):
+    """Every class path is ``crop<N>/<class>/s0`` in a valid OME-NGFF group whose levels are the manifest geometry."""
+    m = read_manifest(manifest_path, "processed")
+    zroot = m.resolve(m["zarr"])
+    n = 0
+    for crop in m["crops"]:
+        for c in crop["classes"]:
+            assert c["path"] == f"crop{crop['id']}/{c['name']}/s0"
+            grp = zarr.open_group(str(zroot / f"crop{crop['id']}/{c['name']}"), mode="r", zarr_format=2)
+            attrs = dict(grp.attrs)
+            assert ome_ngff_problems(attrs, {k: a.shape for k, a in grp.arrays()}) == [], attrs
+            assert read_levels(zroot / f"crop{crop['id']}/{c['name']}") == [Level("s0", Geometry.from_json(c["geometry"]))]
+            n += 1
+    assert n
+
+
 def test_default_steps_write_masks_and_ids(predictions, capsys):
     out = predictions.parent / "processed.json"
     assert main(["--predictions", str(predictions), "--output", str(out), "-q"]) == 0
     m = read_manifest(out, "processed")
     zroot = m.resolve(m["zarr"])
     assert zroot.name == "processed.zarr"
-    mito, attrs = _read(zroot, "crop5/mito")
+    _assert_ome_ngff_groups(out)
+    mito, attrs = _read(zroot, "crop5/mito/s0")
     assert mito.dtype == np.uint32 and attrs == {"voxel_size": [8.0, 8.0, 8.0], "translation": [100.0, 36.5, -12.0]}
     assert set(np.unique(mito)) == {0, 1, 2, 3}  # touching balls merge without a watershed
-    ecs, _ = _read(zroot, "crop6/ecs")
+    ecs, _ = _read(zroot, "crop6/ecs/s0")
     assert ecs.dtype == np.uint8 and ecs[:, :8].all() and not ecs[:, 8:].any()
     crops = {c["id"]: c for c in m["crops"]}
     assert crops[5]["classes"][0]["geometry"] == G1.to_json() and crops[5]["dataset"] == "ds_a"
@@ -51,7 +70,8 @@ def test_steps_in_config_file_and_blockwise_equals_whole(predictions, tmp_path):
     for extra in ([], ["--blockwise", "always", "--block-size", "8"], ["--blockwise", "always", "--block-size", "13"]):
         out = tmp_path / f"p{len(results)}" / "processed.json"
         assert main(["--predictions", str(predictions), "--output", str(out), "--config", str(cfg), "-q", *extra]) == 0
-        results.append(_read(out.with_suffix(".zarr"), "crop5/mito")[0])
+        _assert_ome_ngff_groups(out)
+        results.append(_read(out.with_suffix(".zarr"), "crop5/mito/s0")[0])
     assert len(np.unique(results[0])) == 4  # background + 3 balls, the touching pair split
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
@@ -78,7 +98,7 @@ def test_process_file_blockwise_merges_ids_across_blocks(predictions, tmp_path):
     out = tmp_path / "b" / "processed.json"
     assert main(["--predictions", str(predictions), "--output", str(out), "--process-file", str(f), "-q",
                  "--blockwise", "always", "--block-size", "8"]) == 0
-    mito, _ = _read(out.with_suffix(".zarr"), "crop5/mito")
+    mito, _ = _read(out.with_suffix(".zarr"), "crop5/mito/s0")
     assert set(np.unique(mito)) == {0, 1, 2, 3}
     m = read_manifest(out, "processed")
     kinds = {c["name"]: c["steps"] for crop in m["crops"] for c in crop["classes"]}
@@ -124,7 +144,7 @@ def test_a_perfect_prediction_reproduces_the_truth(make_predictions, balls):
                               (3, "ds", "er", truth_er.astype(np.float32), G1)])
     out = preds.parent / "processed.json"
     assert main(["--predictions", str(preds), "--output", str(out), "-q"]) == 0
-    mito, _ = _read(out.with_suffix(".zarr"), "crop3/mito")
-    er, _ = _read(out.with_suffix(".zarr"), "crop3/er")
+    mito, _ = _read(out.with_suffix(".zarr"), "crop3/mito/s0")
+    er, _ = _read(out.with_suffix(".zarr"), "crop3/er/s0")
     np.testing.assert_array_equal(er, truth_er.astype(np.uint8))
     np.testing.assert_array_equal(mito, relabel_by_appearance(truth_ids)[0])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from csc_common.errors import InputError
 from csc_common.geometry import Geometry
-from csc_common.volumes import create_array, open_group
-from csc_predictor.io import BlockMarkers, EmSource, em_presence, encode, inside_slices, read_em
+from csc_common.volumes import Level, create_array, open_array, open_group, read_levels
+from csc_predictor.io import BlockMarkers, EmSource, em_presence, encode, ensure_array, inside_slices, read_em
 
 
 def _em(tmp_path: Path, data: np.ndarray, geom: Geometry, chunks=(4, 4, 4)) -> EmSource:
@@ -80,3 +80,19 @@ def test_block_markers_are_keyed_by_plan(tmp_path: Path) -> None:
     assert m.done_ids() == set() and other.done_ids() == {"crop2-0_0_0"}
     m.remove()
     assert not (tmp_path / "p.blocks").exists()
+
+
+def test_ensure_array_writes_an_ome_ngff_group_and_reuses_a_matching_array(tmp_path: Path) -> None:
+    g = Geometry((8.0, 8.0, 8.0), (150.0, 100.5, -93.0), (10, 12, 14))
+    arr = ensure_array(tmp_path / "p.zarr", "crop7/mito/s0", g, chunks=(8, 8, 8), dtype="uint8")
+    arr[0, 0, 0] = 9
+    assert dict(arr.attrs) == {"voxel_size": [8.0, 8.0, 8.0], "translation": [150.0, 100.5, -93.0]}
+    assert read_levels(tmp_path / "p.zarr/crop7/mito") == [Level("s0", g)]
+    attrs = dict(open_group(tmp_path / "p.zarr/crop7/mito").attrs)
+    assert attrs["multiscales"][0]["name"] == "mito" and attrs["multiscales"][0]["version"] == "0.4"
+    again = ensure_array(tmp_path / "p.zarr", "crop7/mito/s0", g, chunks=(8, 8, 8), dtype="uint8")
+    assert again[0, 0, 0] == 9  # another shard of the same plan keeps what was written
+    moved = g.subgrid((slice(1, 11), slice(0, 12), slice(0, 14)))
+    ensure_array(tmp_path / "p.zarr", "crop7/mito/s0", moved, chunks=(8, 8, 8), dtype="uint8")
+    assert read_levels(tmp_path / "p.zarr/crop7/mito") == [Level("s0", moved)]
+    assert open_array(tmp_path / "p.zarr/crop7/mito/s0").attrs["translation"] == list(moved.translation)

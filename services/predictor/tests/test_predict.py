@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from conformance_kit import ome_ngff_problems
+from csc_common.geometry import Geometry
 from csc_common.manifest import read_manifest
+from csc_common.volumes import Level, read_levels
 from csc_predictor import predict as predict_mod
 from csc_predictor.cli import main
 
@@ -46,12 +49,36 @@ def test_default_run_writes_manifest_and_arrays(default_run: Path) -> None:
     geom = crop101["classes"][0]["geometry"]
     assert geom == {"voxel_size": [8.0, 8.0, 8.0], "translation": [150.0, 100.0, 93.0], "shape": [10, 12, 14]}
     assert crop101["classes"][0]["kind"] == "instance" and crop101["classes"][1]["kind"] == "semantic"
-    arr = zarr.open_array(str(m.resolve(m.data["zarr"]) / "crop101/mito"), mode="r")
+    assert crop101["classes"][0]["path"] == "crop101/mito/s0"
+    arr = zarr.open_array(str(m.resolve(m.data["zarr"]) / "crop101/mito/s0"), mode="r")
     assert arr.shape == (10, 12, 14) and arr.dtype == np.uint8
     assert dict(arr.attrs) == {"voxel_size": [8.0, 8.0, 8.0], "translation": [150.0, 100.0, 93.0]}
     data = arr[:]
     assert data.std() > 5  # the fixture's net gives spread-out probabilities
     assert not (default_run / "out/predictions.blocks").exists()
+
+
+def _assert_ome_ngff_groups(manifest_path: Path, section: str = "crops") -> None:
+    """Every class path is ``<key>/<class>/s0``; its group is valid OME-NGFF whose levels are the manifest geometry."""
+    m = read_manifest(manifest_path, "predictions")
+    z = m.resolve(m.data["zarr"])
+    n = 0
+    for entry in m.data[section]:
+        key = f"crop{entry['id']}" if section == "crops" else entry["dataset"]
+        for c in entry["classes"]:
+            assert c["path"] == f"{key}/{c['name']}/s0"
+            group = z / key / c["name"]
+            grp = zarr.open_group(str(group), mode="r", zarr_format=2)
+            attrs = dict(grp.attrs)
+            assert ome_ngff_problems(attrs, {k: a.shape for k, a in grp.arrays()}) == [], attrs
+            assert attrs["multiscales"][0]["name"] == c["name"]
+            assert read_levels(group) == [Level("s0", Geometry.from_json(c["geometry"]))]
+            n += 1
+    assert n
+
+
+def test_outputs_are_ome_ngff_groups_with_the_manifest_geometry(default_run: Path) -> None:
+    _assert_ome_ngff_groups(default_run / "out/predictions.json")
 
 
 def test_torch_engine_matches_onnx(default_run: Path) -> None:
@@ -76,6 +103,7 @@ def test_shards_then_finalize_equal_one_run_with_the_same_blocks(default_run: Pa
     assert main(predict_args(default_run, out, "--shard", "1/3", *small)) == 0
     assert main(predict_args(default_run, out, "--shard", "2/3", *small)) == 0
     assert main(["finalize", *predict_args(default_run, out, *small)]) == 0
+    _assert_ome_ngff_groups(default_run / out)
     a, b = _arrays(default_run, "one/predictions.json"), _arrays(default_run, out)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
@@ -126,9 +154,9 @@ def test_overlap_blend_and_tta_options_run(default_run: Path) -> None:
                              "--crops", "101", "--dtype", "float16")) == 0
     m = read_manifest(default_run / out, "predictions")
     assert [c["id"] for c in m.data["crops"]] == [101] and m.data["tiling"]["tta"] is True
-    arr = _arrays(default_run, out)["crop101/mito"]
+    arr = _arrays(default_run, out)["crop101/mito/s0"]
     assert arr.dtype == np.float16 and arr.min() >= 0 and arr.max() <= 1
-    ref = _arrays(default_run, "out/predictions.json")["crop101/mito"] / 255.0
+    ref = _arrays(default_run, "out/predictions.json")["crop101/mito/s0"] / 255.0
     assert np.abs(arr - ref).mean() < 0.1  # same model, different averaging: close, not equal
 
 
@@ -139,8 +167,9 @@ def test_roi_and_whole_volume(default_run: Path) -> None:
     assert m.data["crops"] == [] and m.data["volumes"][0]["dataset"] == "fixds"
     geom = m.data["volumes"][0]["classes"][0]["geometry"]
     assert geom == {"voxel_size": [8.0, 8.0, 8.0], "translation": [150.0, 100.0, 93.0], "shape": [10, 12, 14]}
-    roi = zarr.open_array(str(default_run / "roi/predictions.zarr/fixds/mito"), mode="r")[:].astype(int)
-    crop = _arrays(default_run, "out/predictions.json")["crop101/mito"].astype(int)
+    _assert_ome_ngff_groups(default_run / "roi/predictions.json", "volumes")
+    roi = zarr.open_array(str(default_run / "roi/predictions.zarr/fixds/mito/s0"), mode="r")[:].astype(int)
+    crop = _arrays(default_run, "out/predictions.json")["crop101/mito/s0"].astype(int)
     assert np.abs(roi - crop).mean() < 8  # same box and model; blocks of 8 tile it differently
     assert main(predict_args(default_run, "whole/predictions.json", "--whole-volume", "--block", "16",
                              "--chunk", "16")) == 0

@@ -61,7 +61,7 @@ def test_overfits_one_crop(tmp_path, fixture_dataset, dims, args):
     """A small U-Net fits one crop: mean validation IoU (validated on that crop) > 0.9."""
     rc, out = _train(tmp_path, fixture_dataset, f"overfit{dims}d", "--dims", str(dims), "--crops", "1",
                      "--classes", "mito,nuc,ecs,cyto", "--learning-rate", "5e-3", "--class-balance", "1.0",
-                     "--no-augment", "--validate-every", "100", "--threads", "1", *args)
+                     "--no-pos-weight", "--no-augment", "--validate-every", "100", "--threads", "1", *args)
     assert rc == 0
     m = read_manifest(out, "model")
     tr = m["training"]
@@ -165,3 +165,13 @@ def test_bad_input_one_line_exit_2(tmp_path, fixture_dataset, make_fixture_datas
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("csc-train: error: ") and expect in err[0], err
     assert not out.exists()
+
+
+def test_trains_on_fetched_synthetic_data(tmp_path, synthetic_data):
+    """The fetcher's own dataset (anisotropic EM, multiscale labels) trains end to end."""
+    rc, out = _train(tmp_path, synthetic_data, "fetched", "--iterations", "6", "--validate-every", "3",
+                     "--patch-shape", "16,16,16", "--base-features", "4", "--batch-size", "2", "--threads", "1")
+    assert rc == 0
+    m = read_manifest(out, "model")
+    assert len(m["training"]["train_crops"]) + len(m["training"]["validate_crops"]) >= 2
+    assert m["training"]["best_iteration"] in (3, 6)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from csc_common.geometry import Geometry
 from csc_common.manifest import artifact, new_manifest, now, write_manifest
-from csc_common.volumes import create_array, open_group, write_multiscale
+from csc_common.volumes import create_array, multiscale_attrs, open_group, write_multiscale
 
 DATASET = "jrc_demo-1"
 EM_S0 = Geometry((3.0, 2.0, 2.0), (1.5, 11.0, 7.0), (48, 96, 96))
@@ -65,6 +65,13 @@ def em_values(g: Geometry) -> np.ndarray:
 def _write_array(group, name: str, data: np.ndarray, geom: Geometry) -> None:
     create_array(group, name, shape=data.shape, dtype=data.dtype, chunks=(16, 32, 32),
                  attrs={"voxel_size": list(geom.voxel_size), "translation": list(geom.translation)})[...] = data
+
+
+def _write_class(zarr_root: Path, crop: str, name: str, data: np.ndarray, geom: Geometry) -> None:
+    """The predictor/postprocessor layout: OME-NGFF group ``crop<N>/<class>``, level ``s0`` with attrs too."""
+    group = open_group(zarr_root, "a").require_group(f"{crop}/{name}")
+    group.attrs.update(multiscale_attrs([("s0", geom)], name=name))
+    _write_array(group, "s0", data, geom)
 
 
 @dataclass(frozen=True)
@@ -118,22 +125,22 @@ def make_demo(root: Path) -> Demo:
     dpath = root / "dataset.json"
     write_manifest(dpath, ds)
     # predictions: probabilities as uint8 * 1/255, one voxel off in x (a realistic imperfect model)
-    pred = open_group(root / "predictions.zarr", "w").require_group("crop2")
+    open_group(root / "predictions.zarr", "w")
     prob_mito = (np.roll(mito_ids(TEST_GEOM) > 0, 1, axis=2) * 230).astype(np.uint8)
     prob_ecs = (ecs_mask(TEST_GEOM) * 200).astype(np.uint8)
-    _write_array(pred, "mito", prob_mito, TEST_GEOM)
-    _write_array(pred, "ecs", prob_ecs, TEST_GEOM)
+    _write_class(root / "predictions.zarr", "crop2", "mito", prob_mito, TEST_GEOM)
+    _write_class(root / "predictions.zarr", "crop2", "ecs", prob_ecs, TEST_GEOM)
     crops = [{"id": 2, "dataset": DATASET, "classes": [
-        {"name": "mito", "kind": "instance", "path": "crop2/mito", "geometry": gjson},
-        {"name": "ecs", "kind": "semantic", "path": "crop2/ecs", "geometry": gjson}]}]
+        {"name": "mito", "kind": "instance", "path": "crop2/mito/s0", "geometry": gjson},
+        {"name": "ecs", "kind": "semantic", "path": "crop2/ecs/s0", "geometry": gjson}]}]
     ppath = root / "predictions.json"
     write_manifest(ppath, new_manifest(
         "predictions", "predictor", started, inputs=[{"kind": "dataset", "path": "dataset.json",
                                                       "sha256": "0" * 64}],
         zarr="predictions.zarr", encoding={"dtype": "uint8", "scale": 1 / 255}, crops=crops))
-    proc = open_group(root / "processed.zarr", "w").require_group("crop2")
-    _write_array(proc, "mito", (prob_mito > 127).astype(np.uint32) * 3, TEST_GEOM)
-    _write_array(proc, "ecs", (prob_ecs > 127).astype(np.uint8), TEST_GEOM)
+    open_group(root / "processed.zarr", "w")
+    _write_class(root / "processed.zarr", "crop2", "mito", (prob_mito > 127).astype(np.uint32) * 3, TEST_GEOM)
+    _write_class(root / "processed.zarr", "crop2", "ecs", (prob_ecs > 127).astype(np.uint8), TEST_GEOM)
     qpath = root / "processed.json"
     write_manifest(qpath, new_manifest(
         "processed", "postprocessor", started,

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 from csc_common.errors import InputError, ManifestError
+from csc_common.volumes import Level, create_array, open_array, open_group
 from csc_viewer.catalog import Selection, build_catalog, find_manifests, load_manifests
 
 
@@ -39,6 +40,27 @@ def test_geometry_comes_from_each_volume(demo, g):
     assert truth2.geometry == g.TEST_GEOM and truth2.store.name == "ground_truth.zarr"
     pred = next(v for v in cat.volumes if v.kind == "predictions" and v.name == "mito")
     assert pred.scale == pytest.approx(1 / 255) and pred.dataset == g.DATASET
+    assert pred.levels == (Level("crop2/mito/s0", g.TEST_GEOM),)
+
+
+def test_a_class_path_naming_the_ome_ngff_group_or_a_plain_array(demo, g, tmp_path):
+    """The manifests name ``crop<N>/<class>/s0``; a path naming the group, or an older plain array, also loads."""
+    root = tmp_path / "d"
+    shutil.copytree(demo.root, root)
+    data = json.loads((root / "processed.json").read_text())
+    data["crops"][0]["classes"][0]["path"] = "crop2/mito"  # the OME-NGFF group
+    (root / "processed.json").write_text(json.dumps(data))
+    proc = root / "processed.zarr"
+    ecs = open_array(proc / "crop2/ecs/s0")
+    values, attrs = ecs[...], dict(ecs.attrs)
+    shutil.rmtree(proc / "crop2/ecs")  # ecs as a plain array in the older layout
+    create_array(open_group(proc / "crop2", "a"), "ecs", shape=values.shape, dtype=values.dtype,
+                 attrs=attrs)[...] = values
+    data["crops"][0]["classes"][1]["path"] = "crop2/ecs"
+    (root / "processed.json").write_text(json.dumps(data))
+    cat = _catalog(root / "processed.json")
+    levels = {v.name: v.levels for v in cat.volumes if v.kind == "processed"}
+    assert levels == {"mito": (Level("crop2/mito/s0", g.TEST_GEOM),), "ecs": (Level("crop2/ecs", g.TEST_GEOM),)}
 
 
 def test_selection_filters_like_the_original(demo):
@@ -64,7 +86,7 @@ def test_missing_volume_is_bad_input(demo, tmp_path):
     root = tmp_path / "d"
     shutil.copytree(demo.root, root)
     shutil.rmtree(root / "predictions.zarr" / "crop2" / "mito")
-    with pytest.raises(InputError, match="crop2/mito: zarr array not found"):
+    with pytest.raises(InputError, match="crop2/mito/s0: zarr array not found"):
         _catalog(root / "predictions.json")
 
 

@@ -195,6 +195,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, architecture: dict[str, 
     os.close(fd)
     try:
         torch.save(state, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; other containers' users must read it
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,9 +1,10 @@
 """The postprocessor stage: reads a ``predictions`` manifest, writes processed.zarr + a ``processed`` manifest.
 
-Reads ``predictions.zarr`` (``crop<N>/<class>`` arrays of encoded
-probabilities, probability = value * encoding.scale) and writes
-``processed.zarr`` beside the output manifest with the same
-``crop<N>/<class>`` paths and ``voxel_size``/``translation`` attrs: uint8 0/1
+Reads ``predictions.zarr`` (the arrays the manifest's class ``path`` names,
+``crop<N>/<class>/s0``, of encoded probabilities, probability = value *
+encoding.scale) and writes ``processed.zarr`` beside the output manifest in the
+same layout: an OME-NGFF 0.4 multiscale group ``crop<N>/<class>`` holding one
+level ``s0`` whose own attrs repeat ``voxel_size``/``translation``; uint8 0/1
 for semantic classes, uint32 (uint64 where needed) instance ids. Volumes up
 to ``max_whole_voxels`` (every test crop) are processed whole, larger ones
 blockwise with identical results. The zarr is written under a temporary name
@@ -23,7 +24,7 @@ from csc_common.fsutil import atomic_dir
 from csc_common.geometry import Geometry
 from csc_common.log import progress
 from csc_common.manifest import Manifest, new_manifest, now, relpath, write_manifest
-from csc_common.volumes import create_array, open_array, open_group
+from csc_common.volumes import create_array, multiscale_attrs, open_array, open_group
 
 from csc_postprocessor import blockwise as bw
 from csc_postprocessor.config import Config
@@ -169,8 +170,10 @@ def run(cfg: Config, manifest: Manifest) -> Manifest:
             vol, ws, how = process_job(job, src, decode, steps, func, cfg, zarr_out.parent)
             try:
                 dtype, convert = finalize(vol, job.kind)
-                path = f"crop{job.crop_id}/{job.name}"
-                arr = create_array(root.require_group(f"crop{job.crop_id}"), job.name, shape=job.geometry.shape,
+                group = root.require_group(f"crop{job.crop_id}/{job.name}")
+                group.attrs.update(multiscale_attrs([("s0", job.geometry)], name=job.name))
+                path = f"crop{job.crop_id}/{job.name}/s0"
+                arr = create_array(group, "s0", shape=job.geometry.shape,
                                    dtype=dtype, attrs={"voxel_size": list(job.geometry.voxel_size),
                                                        "translation": list(job.geometry.translation)})
                 fg = 0

@@ -1,4 +1,4 @@
-"""Storage edge of the predictor: EM reads with edge padding, output arrays, per-block done markers.
+"""Storage edge of the predictor: EM reads with edge padding, output arrays (OME-NGFF groups), done markers.
 
 EM chunks that are missing on disk read back as the array's fill value, like
 zarr itself (a fetched EM volume is sparse by design, UPSTREAM.md §2.3);
@@ -20,7 +20,7 @@ import numpy as np
 from csc_common.errors import InputError
 from csc_common.fsutil import atomic_write_text
 from csc_common.geometry import Geometry
-from csc_common.volumes import create_array, open_array, open_group, read_resampled
+from csc_common.volumes import create_array, multiscale_attrs, open_array, open_group, read_resampled
 
 _EPS = 1e-6
 
@@ -106,18 +106,27 @@ def encoding_scale(dtype: str) -> float:
 
 def ensure_array(zarr_root: Path, path: str, geometry: Geometry, *, chunks: tuple[int, int, int],
                  dtype: str) -> Any:
-    """Open ``zarr_root/path`` or create it (fill 0, attrs voxel_size + translation); safe to race."""
+    """Open ``zarr_root/path`` (``<key>/<class>/s0``) or create it; safe to race.
+
+    The array gets fill 0 and attrs ``voxel_size`` + ``translation`` (for single-array readers); its parent
+    ``<key>/<class>`` is an OME-NGFF 0.4 multiscale group with that one level (as the original writes,
+    UPSTREAM.md §6). Group attrs are only written when they differ, so concurrent shards rewrite nothing.
+    """
+    group_path, level = path.rsplit("/", 1)
+    ms = multiscale_attrs([(level, geometry)], name=group_path.rsplit("/", 1)[-1])
+    root = open_group(zarr_root, mode="a")
+    grp = root.require_group(group_path)
+    if dict(grp.attrs).get("multiscales") != ms["multiscales"]:
+        grp.attrs.update(ms)
+    attrs = {"voxel_size": list(geometry.voxel_size), "translation": list(geometry.translation)}
     p = zarr_root / path
     if (p / ".zarray").is_file():
         arr = open_array(p, mode="r+")
         if tuple(arr.shape) == geometry.shape and str(arr.dtype) == dtype and tuple(arr.chunks) == chunks:
+            if {k: arr.attrs.get(k) for k in attrs} != attrs:  # same shape, moved grid: keep the attrs current
+                arr.attrs.update(attrs)
             return arr
-    group_path, name = path.rsplit("/", 1)
-    root = open_group(zarr_root, mode="a")
-    grp = root.require_group(group_path)
-    return create_array(grp, name, shape=geometry.shape, dtype=dtype, chunks=chunks, fill_value=0,
-                        attrs={"voxel_size": list(geometry.voxel_size),
-                               "translation": list(geometry.translation)})
+    return create_array(grp, level, shape=geometry.shape, dtype=dtype, chunks=chunks, fill_value=0, attrs=attrs)
 
 
 class BlockMarkers:

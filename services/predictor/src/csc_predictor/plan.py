@@ -45,8 +45,13 @@ class Target:
     em: EmSource
     chunks: Shape3 = (64, 64, 64)
 
-    def path(self, name: str) -> str:
+    def group(self, name: str) -> str:
+        """The class's OME-NGFF multiscale group, ``<key>/<class>`` (UPSTREAM.md §6)."""
         return f"{self.key}/{name}"
+
+    def path(self, name: str) -> str:
+        """The class's data array (the manifest's ``path``): level ``s0`` of its group."""
+        return f"{self.group(name)}/s0"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The predictor's work: plan, predict every block of this shard, finalize the manifest.
 
 Reads an ``onnx-model`` and a ``dataset`` manifest; writes ``<output>.zarr``
-(``crop<N>/<class>`` arrays, or ``<dataset>/<class>`` for ``--roi`` /
-``--whole-volume``; single-scale, attrs ``voxel_size`` + ``translation``, at the
-model voxel size) and, once every block is done, the ``predictions`` manifest.
+(``crop<N>/<class>`` OME-NGFF multiscale groups, or ``<dataset>/<class>`` for
+``--roi`` / ``--whole-volume``, each holding one level ``s0`` at the model voxel
+size whose own attrs repeat ``voxel_size`` + ``translation``) and, once every
+block is done, the ``predictions`` manifest (class ``path`` = the ``s0`` array).
 Progress lives in per-block done markers (``<output stem>.blocks/``), so a
 killed or retried shard skips finished blocks and ``finalize`` can tell which
 blocks are missing. Nothing is touched before the whole plan has been

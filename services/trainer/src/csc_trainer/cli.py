@@ -27,8 +27,7 @@ def _main(argv: list[str] | None) -> int:
     cfg = parse_config(TrainConfig, argv, "csc-train")
     cfg.check()
     ds = read_manifest(cfg.dataset, "dataset")
-    from csc_trainer.io import training_crop_entries
-    from csc_trainer.train import check_classes
+    from csc_trainer.io import check_classes, training_crop_entries
 
     check_classes(cfg, training_crop_entries(ds, crop_ids=cfg.crop_ids))
     from csc_trainer.train import run  # torch is imported here, after the input checks

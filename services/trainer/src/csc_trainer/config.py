@@ -62,8 +62,9 @@ class TrainConfig:
         "learning-rate schedule over the iterations (after warm-up)"))
     warmup_iterations: int = field(default=10, metadata=_h("linear warm-up steps"))
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping norm (0 = off)"))
-    pos_weight: bool = field(default=False, metadata=_h("weight positives per class by the training set's "
-                                                         "negative/positive ratio (upstream weight_loss)"))
+    pos_weight: bool = field(default=True, metadata=_h("weight positives per class by the training set's "
+                                                        "negative/positive ratio, capped at 100 (upstream "
+                                                        "weight_loss; --no-pos-weight disables)"))
     class_balance: float = field(default=0.75, metadata=_h("fraction of patches centred on a voxel of a class chosen "
                                                            "uniformly (the rest: uniform over crop volume)"))
     augment: bool = field(default=True, metadata=_h("random flips, in-plane 90-degree rotations, transposes, "

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from csc_common.classes import INSTANCE_CLASSES, TESTED_CLASSES
 from csc_common.errors import InputError
 from csc_common.geometry import Box, Geometry
 from csc_common.manifest import Manifest
 from csc_common.volumes import Level, choose_level, open_array, read_levels, read_resampled
 
 log = logging.getLogger("csc.train")
+KNOWN_CLASSES = frozenset(TESTED_CLASSES) | frozenset(INSTANCE_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -192,3 +194,17 @@ def class_cells(src: LabelSource, grid: Geometry,
     idx = np.concatenate(starts) if starts else np.zeros((0, 3), int)
     world = np.asarray(src.geometry.translation) + idx * cell * lv
     return world.astype(np.float64), (cell * lv).astype(np.float64), positives, int(np.prod(shape))
+
+
+def check_classes(cfg: Any, crops: Sequence[dict[str, Any]]) -> None:
+    """Unknown or never-annotated classes are bad input (the original fails late on them)."""
+    classes = cfg.class_list
+    unknown = [c for c in classes if c not in KNOWN_CLASSES]
+    if unknown:
+        raise InputError(f"--classes: unknown class(es) {', '.join(unknown)}; expected names of the challenge's "
+                         f"class table (e.g. {', '.join(TESTED_CLASSES[:6])}, ...)")
+    annotated = {c["name"] for crop in crops for c in crop["classes"] if c.get("path")}
+    missing = [c for c in classes if c not in annotated]
+    if missing:
+        raise InputError(f"--classes: {', '.join(missing)} annotated in no training crop "
+                         f"(annotated: {', '.join(sorted(annotated)) or 'none'})")

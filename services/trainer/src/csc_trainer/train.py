@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from csc_common import nets
-from csc_common.classes import INSTANCE_CLASSES, TESTED_CLASSES, class_kind
+from csc_common.classes import class_kind
 from csc_common.errors import InputError
 from csc_common.fsutil import atomic_write_text
 from csc_common.log import progress_bar
@@ -34,10 +34,9 @@ from torch import nn
 from csc_trainer import data
 from csc_trainer.config import TrainConfig
 from csc_trainer.datasplit import SplitRow, datasplit_csv, make_split, read_datasplit
-from csc_trainer.io import CropSource, open_crop, training_crop_entries
+from csc_trainer.io import CropSource, check_classes, open_crop, training_crop_entries
 
 log = logging.getLogger("csc.train")
-KNOWN_CLASSES = frozenset(TESTED_CLASSES) | frozenset(INSTANCE_CLASSES)
 
 
 # -- pure pieces -------------------------------------------------------------
@@ -142,20 +141,6 @@ class Paths:
     curves = property(lambda self: self.dir / "curves.png")
     samples = property(lambda self: self.dir / "samples.png")
     sample_input = property(lambda self: self.dir / "sample_input.npy")
-
-
-def check_classes(cfg: TrainConfig, crops: Sequence[dict[str, Any]]) -> None:
-    """Unknown or never-annotated classes are bad input (the original fails late on them)."""
-    classes = cfg.class_list
-    unknown = [c for c in classes if c not in KNOWN_CLASSES]
-    if unknown:
-        raise InputError(f"--classes: unknown class(es) {', '.join(unknown)}; expected names of the challenge's "
-                         f"class table (e.g. {', '.join(TESTED_CLASSES[:6])}, ...)")
-    annotated = {c["name"] for crop in crops for c in crop["classes"] if c.get("path")}
-    missing = [c for c in classes if c not in annotated]
-    if missing:
-        raise InputError(f"--classes: {', '.join(missing)} annotated in no training crop "
-                         f"(annotated: {', '.join(sorted(annotated)) or 'none'})")
 
 
 def load_split(cfg: TrainConfig, ds: Manifest, entries: Sequence[dict[str, Any]], out: Paths) -> tuple[list[SplitRow], Path]:

@@ -262,13 +262,25 @@ def _add_crop_volumes(cat: Catalog, m: Manifest, kind: str) -> None:
     for crop in m["crops"]:
         cat.crop_datasets.setdefault(int(crop["id"]), crop["dataset"])
         for c in crop["classes"]:
-            arr = open_array(root / c["path"])
-            geom = array_geometry(arr, str(root / c["path"])) or Geometry.from_json(c["geometry"])
-            if tuple(arr.shape) != geom.shape:
-                raise InputError(f"{root / c['path']}: shape {tuple(arr.shape)} differs from its geometry {geom.shape}")
+            levels = _class_levels(root, c["path"], Geometry.from_json(c["geometry"]))
             cat.volumes.append(Volume(crop["dataset"], kind, int(crop["id"]), c["name"],
-                                      c.get("kind") or class_kind(c["name"]), root,
-                                      (Level(c["path"], geom),), scale))
+                                      c.get("kind") or class_kind(c["name"]), root, levels, scale))
+
+
+def _class_levels(root: Path, path: str, fallback: Geometry) -> tuple[Level, ...]:
+    """Levels of one predictions/processed class.
+
+    ``path`` names an array (``crop<N>/<class>/s0``, level s0 of an OME-NGFF group, or a plain array of the
+    older layout), placed by its own attrs (else the manifest geometry); or an OME-NGFF multiscale group.
+    """
+    node = root / path
+    if not (node / ".zarray").is_file() and (node / ".zattrs").is_file():
+        return tuple(Level(f"{path}/{lv.path}", lv.geometry) for lv in read_levels(node))
+    arr = open_array(node)
+    geom = array_geometry(arr, str(node)) or fallback
+    if tuple(arr.shape) != geom.shape:
+        raise InputError(f"{node}: shape {tuple(arr.shape)} differs from its geometry {geom.shape}")
+    return (Level(path, geom),)
 
 
 def _add_submission(cat: Catalog, m: Manifest) -> None:
