@@ -5,7 +5,6 @@ import importlib
 import json
 
 import pytest
-
 from csc_common.manifest import new_manifest, now, write_manifest
 
 # stage module, the flag taking the input manifest, extra args, output flag -> file name
@@ -52,8 +51,10 @@ def test_stage_refuses_bad_manifest(tmp_path, capsys, shared_cellmap, stage, cas
 
 
 def test_evaluator_refuses_missing_submission(tmp_path, capsys, shared_cellmap):
+    from csc_common.volumes import open_group
     from csc_evaluator.cli import main
 
+    open_group(tmp_path / "truth.zarr", "w")
     out = tmp_path / "result.json"
     rc = main([str(tmp_path / "nope.zip"), "--truth", str(tmp_path / "truth.zarr"),
                "--test-manifest", str(shared_cellmap / "tests_test_crop_manifest.csv"), "--output", str(out)])

@@ -7,10 +7,12 @@ beat the score of an all-empty submission on the same data.
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
-
 from csc_common.manifest import read_manifest
+
+TINY_TRAIN = Path(__file__).with_name("tiny_train.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,6 @@ def pipeline(synthetic_data, tmp_path_factory):
     return data
 
 
-TINY_TRAIN = None  # set below once the trainer's tiny config exists
 
 
 def test_every_stage_left_a_valid_manifest(pipeline):

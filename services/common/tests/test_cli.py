@@ -2,7 +2,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
-
 from csc_common.cli import parse_config, run_main
 from csc_common.errors import InputError
 from csc_common.umbrella import main as csc_main

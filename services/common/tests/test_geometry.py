@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from csc_common.errors import GeometryError
 from csc_common.geometry import Box, Geometry, paste_offset, snap_offset
 

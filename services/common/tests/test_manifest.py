@@ -2,7 +2,6 @@ import copy
 import json
 
 import pytest
-
 from csc_common.errors import ManifestError
 from csc_common.manifest import KINDS, new_manifest, now, read_manifest, validate, write_manifest
 
@@ -126,3 +125,20 @@ def test_input_ref_is_relative(tmp_path):
     ref = src.ref(tmp_path / "b" / "out.json")
     assert ref["path"] == "../a/model.json" and len(ref["sha256"]) == 64
     assert json.loads((tmp_path / "a" / "model.json").read_text())["kind"] == "model"
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    from csc_common.fsutil import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        path = write_manifest(tmp_path / "model.json", make("model")).path
+        with atomic_dir(tmp_path / "out.zarr") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "out.zarr").stat().st_mode) == 0o755

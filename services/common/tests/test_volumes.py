@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-
 from csc_common.errors import InputError
 from csc_common.geometry import Box, Geometry
 from csc_common.volumes import (
