@@ -47,7 +47,8 @@ opt = $(if $(2),$(1) $(2))
 SELECT := $(call opt,--crops,$(CROPS)) $(call opt,--classes,$(CLASSES))
 MODEL_DIR := models/$(MODEL)
 
-.PHONY: help demo test lint venv clean view montage bench bench-fetch bench-train bench-predict bench-process bench-evaluate \
+PHONY_EXTRA := submission
+.PHONY: help demo test $(PHONY_EXTRA) lint venv clean view montage bench bench-fetch bench-train bench-predict bench-process bench-evaluate \
         fetch train export predict process pack evaluate
 
 help: ## list the targets
@@ -106,6 +107,11 @@ $(DATA)/montage.png: $(DATA)/scores.json $(DATA)/processed.json | $(STAGE_DEPS)
 
 view: $(DATA)/processed.json ## viewer: neuroglancer on every volume (VIEW_ARGS for address/port)
 	$(call stage,viewer,csc-view) --manifest $(D)/dataset.json $(D)/predictions.json $(D)/processed.json $(VIEW_ARGS)
+
+submission: ## real data: fetch (S3) -> train -> export -> predict -> process -> pack, in containers unless RUNNER=local
+	@$(MAKE) --no-print-directory RUNNER=$(if $(filter command line environment,$(origin RUNNER)),$(RUNNER),docker) \
+	  SOURCE=s3 pack
+	@echo "Submission: $(DATA)/submission.zip (check it: csc-pack --check $(DATA)/submission.zip)"
 
 demo: $(STAGE_DEPS) ## the whole pipeline on the embedded synthetic dataset, then the score table
 	@$(MAKE) --no-print-directory SOURCE=synthetic montage

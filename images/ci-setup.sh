@@ -40,5 +40,7 @@ command -v kubectl >/dev/null || log "warning: kubectl not found: the k8s tests 
 
 step "building the images (make images)"
 make --no-print-directory -j2 --output-sync=target images
+# Old dangling layers only: recent ones are the builder stages' cache of the next build.
+docker image prune -f --filter until=72h >/dev/null
 step "images ready"
 make --no-print-directory image-sizes >&2

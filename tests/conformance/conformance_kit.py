@@ -6,7 +6,7 @@ A *predictor* is anything that, called as::
 
 writes ``predictions.json`` (a ``predictions`` manifest) and the zarr it names.
 ``--command "python -m csc_predictor --engine torch"`` runs a command on the host;
-``--image NAME`` runs ``docker run --rm -v DIR:/data NAME`` with the paths under ``/data``.
+``--image NAME`` runs ``docker run --rm --network none -v DIR:/data NAME`` with the paths under ``/data``.
 The checks (each failure is one line naming crop, class and what was expected):
 
 1. exit status 0, the manifest exists and is valid against ``schemas/predictions.schema.json``;
@@ -64,7 +64,7 @@ def predictor_argv(fixture: Path, out_rel: str, *, command: str | list[str] | No
                    image: str | None = None) -> list[str]:
     """The command line that runs a predictor on the fixture, writing ``fixture/out_rel``."""
     if image:
-        base = ["docker", "run", "--rm", "-v", f"{fixture.resolve()}:/data"]
+        base = ["docker", "run", "--rm", "--network", "none", "-v", f"{fixture.resolve()}:/data"]
         if hasattr(os, "getuid"):
             base += ["--user", f"{os.getuid()}:{os.getgid()}"]
         return [*base, image, "--model", f"/data/{MODEL}", "--dataset", f"/data/{DATASET}", "--output",

@@ -82,7 +82,8 @@ def _docker_problem() -> str | None:
     except subprocess.TimeoutExpired:
         return "`docker info` did not answer in 60 s"
     if info.returncode != 0:
-        return f"the Docker daemon is not reachable ({info.stderr.strip().splitlines()[-1:]})"
+        last = (info.stderr.strip().splitlines() or ["docker info failed"])[-1]
+        return f"the Docker daemon is not reachable ({last})"
     return None
 
 
