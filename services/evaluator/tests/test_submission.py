@@ -5,6 +5,7 @@ import zipfile
 
 import pytest
 from csc_common.errors import SubmissionError
+from csc_common.zipsafety import ZipLimits
 from csc_evaluator.constants import Constants
 from csc_evaluator.submission import match_crops, open_submission, submitted_classes
 
@@ -33,6 +34,8 @@ def _zip(path, members):
         ([("fifo", b"", stat.S_IFIFO | 0o644)], r"'fifo' is a special file"),
         ([("a", b"x", None), ("a", b"y", None)], r"'a' appears twice"),
         ([("c:/evil", b"x", None)], r"absolute path"),
+        ([("./", b"", None)], r"'\./' resolves to the extraction folder itself"),
+        ([("crop1\\..\\..\\evil", b"x", None)], r"has a NUL or backslash in its name"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Duplicate name")
@@ -58,6 +61,9 @@ def test_size_count_and_ratio_limits(tmp_path, monkeypatch):
     monkeypatch.setenv("CSC_MAX_COMPRESSION_RATIO", "50")
     with pytest.raises(SubmissionError, match=r"member 'a' compression ratio \d+:1 exceeds 50:1"):
         open_submission(z, Constants.from_env(), work_dir=tmp_path)
+    monkeypatch.setenv("MAX_UNCOMPRESSED_SIZE", "2e6")  # one parser, shared with csc-pack --check
+    assert Constants.from_env().zip_limits == ZipLimits.from_env() == ZipLimits(2_000_000, 2_000_000, 50.0)
+    assert Constants().zip_limits == ZipLimits()
 
 
 def test_not_a_zip_and_two_zips(tmp_path):

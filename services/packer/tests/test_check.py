@@ -7,6 +7,7 @@ import pytest
 from csc_common.crops import CropRow
 from csc_common.geometry import Geometry
 from csc_common.volumes import create_array, open_group, write_multiscale
+from csc_common.zipsafety import ZipLimits
 from csc_packer.check import check_zip
 from csc_packer.cli import main
 from csc_packer.testmanifest import load_test_manifest
@@ -145,11 +146,72 @@ def test_unsafe_zips_are_rejected(tmp_path, monkeypatch):
         link.external_attr = (stat.S_IFLNK | 0o777) << 16
         zf.writestr(link, "/etc/passwd")
     report = check_zip(bad, ROWS)
+    assert {f.where for f in report.errors} == {"../../evil.txt", "crop7/link"}  # every problem, not the first
     text = " ".join(_lines(report))
-    assert "zip-slip" in text and "symlink member" in text and report.ok == 0
+    assert "would extract outside the target directory" in text and "is a symlink" in text and report.ok == 0
     monkeypatch.setenv("MAX_UNCOMPRESSED_SIZE", "100")
     report = check_zip(zip_submission(z, tmp_path / "s.zip"), ROWS)
-    assert "exceeds the evaluator's limit 100" in " ".join(_lines(report))
+    assert "exceeds the limit of 100 bytes (MAX_UNCOMPRESSED_SIZE)" in " ".join(_lines(report))
+    assert check_zip(zip_submission(z, tmp_path / "s.zip"), ROWS, limits=ZipLimits()).passed(strict=True)
+
+
+BIG = b"0" * 3_000_000  # > 1 MiB, deflates about 1000:1
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "env", "expected"),
+    [
+        ("crop7/link", stat.S_IFLNK | 0o777, {}, "ERROR   crop7/link: member 'crop7/link' is a symlink"),
+        ("crop7/fifo", stat.S_IFIFO | 0o644, {}, "ERROR   crop7/fifo: member 'crop7/fifo' is a special file"),
+        ("../x", None, {}, "ERROR   ../x: member '../x' would extract outside the target directory ('..')"),
+        ("/abs", None, {}, "ERROR   /abs: member '/abs' has an absolute path"),
+        ("C:/x", None, {}, "ERROR   C:/x: member 'C:/x' has an absolute path (drive letter)"),
+        ("crop7\\x", None, {}, r"ERROR   crop7\x: member 'crop7\\x' has a NUL or backslash in its name"),
+        ("./", None, {}, "ERROR   ./: member './' resolves to the extraction folder itself"),
+        ("crop7/mito/.zarray", None, {}, "ERROR   crop7/mito/.zarray: member 'crop7/mito/.zarray' appears twice"),
+        ("secret", "encrypted", {}, "ERROR   secret: member 'secret' is encrypted"),
+        ("extra", None, {"CSC_MAX_ZIP_MEMBERS": "3"}, "ERROR   zip: {n} members exceed the limit of 3 (CSC_MAX_ZIP_MEMBERS)"),
+        ("extra", None, {"MAX_UNCOMPRESSED_SIZE": "100"},
+         "ERROR   zip: uncompressed size {size} bytes exceeds the limit of 100 bytes (MAX_UNCOMPRESSED_SIZE)"),
+        ("bomb", BIG, {"CSC_MAX_COMPRESSION_RATIO": "50"}, "ERROR   bomb: member 'bomb' compression ratio "),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_every_zip_safety_rule_shows_in_check_output(tmp_path, capsys, monkeypatch, name, mode, env, expected):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    zp = _zip_dir(_good_zarr(tmp_path), tmp_path / "s.zip")
+    with zipfile.ZipFile(zp, "a", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo(name)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        if isinstance(mode, int):
+            info.external_attr = mode << 16
+        zf.writestr(info, mode if isinstance(mode, bytes) else b"{}")
+        if mode == "encrypted":
+            info.flag_bits |= 0x1  # lands in the central directory on close
+    with zipfile.ZipFile(zp) as zf:
+        n, size = len(zf.infolist()), sum(i.file_size for i in zf.infolist())
+    csv = tmp_path / "t.csv"
+    from csc_common.crops import write_crop_manifest
+
+    csv.write_text(write_crop_manifest(ROWS))
+    assert main(["--check", str(zp), "--test-manifest", str(csv)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    errors = [line for line in out if line.startswith("ERROR")]
+    assert len(errors) == 1 and errors[0].startswith(expected.format(n=n, size=size)), out
+    assert errors[0].endswith("; the evaluator rejects the whole zip")
+    assert out[-1].endswith("3 rows: 0 ok, 0 missing, 1 errors, 0 warnings")  # nothing else is judged
+
+
+def test_bad_limit_variable_is_bad_input(tmp_path, capsys, monkeypatch):
+    zp = zip_submission(_good_zarr(tmp_path), tmp_path / "s.zip")
+    csv = tmp_path / "t.csv"
+    from csc_common.crops import write_crop_manifest
+
+    csv.write_text(write_crop_manifest(ROWS))
+    monkeypatch.setenv("CSC_MAX_ZIP_MEMBERS", "many")
+    assert main(["--check", str(zp), "--test-manifest", str(csv)]) == 2
+    assert "CSC_MAX_ZIP_MEMBERS: not a number: 'many'" in capsys.readouterr().err
 
 
 def test_two_nested_zarrs_and_not_a_zip(tmp_path):

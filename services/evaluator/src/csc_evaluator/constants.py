@@ -8,22 +8,10 @@ import math
 import os
 from dataclasses import dataclass
 
-from csc_common.errors import InputError
+from csc_common.zipsafety import ZipLimits
+from csc_common.zipsafety import env_number as _env
 
-GiB = 1024**3
-
-
-def _env(name: str, default: float | int, cast: type) -> float | int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = cast(float(raw)) if cast is int else cast(raw)
-    except ValueError:
-        raise InputError(f"environment variable {name}: not a number: {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"environment variable {name}: must be > 0, got {raw!r}")
-    return value
+_ZIP = ZipLimits()
 
 
 @dataclass(frozen=True)
@@ -36,14 +24,16 @@ class Constants:
     max_overlap_edges: int = 5_000_000  # MAX_OVERLAP_EDGES
     mcmf_cost_scale: int = 1_000_000  # MCMF_COST_SCALE
     max_distance_cap_eps: float = 1e-4  # MAX_DISTANCE_CAP_EPS (read for parity; unused by the rules, as upstream)
-    max_uncompressed_size: int = 50 * GiB  # MAX_UNCOMPRESSED_SIZE (bytes)
-    # Our own safety limits (no upstream equivalent); env CSC_MAX_ZIP_MEMBERS / CSC_MAX_COMPRESSION_RATIO.
-    max_zip_members: int = 2_000_000
-    max_compression_ratio: float = 1100.0  # deflate cannot exceed ~1032:1 on one member
+    # Zip-safety limits: defaults and env parsing (MAX_UNCOMPRESSED_SIZE, CSC_MAX_ZIP_MEMBERS,
+    # CSC_MAX_COMPRESSION_RATIO) belong to csc_common.zipsafety.ZipLimits, shared with csc-pack --check.
+    max_uncompressed_size: int = _ZIP.max_uncompressed_size  # bytes
+    max_zip_members: int = _ZIP.max_members
+    max_compression_ratio: float = _ZIP.max_compression_ratio
 
     @classmethod
     def from_env(cls) -> "Constants":
         d = cls()
+        z = ZipLimits.from_env()
         return cls(
             final_instance_ratio_cutoff=_env("FINAL_INSTANCE_RATIO_CUTOFF", d.final_instance_ratio_cutoff, float),
             initial_instance_ratio_cutoff=_env("INITIAL_INSTANCE_RATIO_CUTOFF", d.initial_instance_ratio_cutoff, float),
@@ -51,10 +41,15 @@ class Constants:
             max_overlap_edges=_env("MAX_OVERLAP_EDGES", d.max_overlap_edges, int),
             mcmf_cost_scale=_env("MCMF_COST_SCALE", d.mcmf_cost_scale, int),
             max_distance_cap_eps=_env("MAX_DISTANCE_CAP_EPS", d.max_distance_cap_eps, float),
-            max_uncompressed_size=_env("MAX_UNCOMPRESSED_SIZE", d.max_uncompressed_size, int),
-            max_zip_members=_env("CSC_MAX_ZIP_MEMBERS", d.max_zip_members, int),
-            max_compression_ratio=_env("CSC_MAX_COMPRESSION_RATIO", d.max_compression_ratio, float),
+            max_uncompressed_size=z.max_uncompressed_size,
+            max_zip_members=z.max_members,
+            max_compression_ratio=z.max_compression_ratio,
         )
+
+    @property
+    def zip_limits(self) -> ZipLimits:
+        """The zip-safety limits these constants carry, for ``csc_common.zipsafety``."""
+        return ZipLimits(self.max_uncompressed_size, self.max_zip_members, self.max_compression_ratio)
 
     def ratio_cutoff(self, n_gt: int) -> float:
         """Most predicted instances allowed per GT instance: ``10 + 50 * exp(-nG / 5)``."""

@@ -2,10 +2,11 @@
 
 Forms (UPSTREAM.md §9.1): a zip; a directory holding exactly one zip; an
 unzipped zarr directory. A zip is checked completely *before* anything is
-written (member count, total uncompressed size, per-member compression ratio,
-symlinks and other special files, absolute paths, ``..`` escapes, duplicate
-names, encryption) and then extracted into a fresh temporary directory, never
-a cache next to the zip. Each refusal names the member.
+written (``csc_common.zipsafety``: member count, total uncompressed size,
+per-member compression ratio, symlinks and other special files, absolute
+paths, ``..`` escapes, duplicate names, encryption; refused on the first
+problem) and then extracted into a fresh temporary directory, never a cache
+next to the zip. Each refusal names the member.
 
 Inside the zarr: a single nested ``*.zarr`` folder is used as the root
 (nothing is moved on disk); crop groups may be named ``<N>`` instead of
@@ -16,72 +17,19 @@ entry is an array or a group (OME-NGFF multiscale or plain levels).
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from csc_common.errors import SubmissionError
+from csc_common.zipsafety import iter_zip_problems
 
 from csc_evaluator.constants import Constants
 
 log = logging.getLogger("csc.evaluate")
 
 _CHUNK = 1 << 20
-
-
-def _is_special(info: zipfile.ZipInfo) -> str | None:
-    mode = info.external_attr >> 16
-    kind = stat.S_IFMT(mode)
-    if kind == stat.S_IFLNK:
-        return "a symlink"
-    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
-        return "a special file (device, fifo or socket)"
-    return None
-
-
-def check_zip(zf: zipfile.ZipFile, target: Path, constants: Constants, *, where: str) -> list[zipfile.ZipInfo]:
-    """Refuse a hostile or oversized zip before extraction; returns the members to extract."""
-    infos = zf.infolist()
-    if len(infos) > constants.max_zip_members:
-        raise SubmissionError(f"{where}: {len(infos)} members exceed the limit of {constants.max_zip_members}")
-    total = sum(i.file_size for i in infos)
-    if total > constants.max_uncompressed_size:
-        raise SubmissionError(
-            f"{where}: uncompressed size {total / 1024**3:.2f} GiB exceeds the limit "
-            f"{constants.max_uncompressed_size / 1024**3:.2f} GiB (MAX_UNCOMPRESSED_SIZE)"
-        )
-    root = os.path.realpath(target)
-    seen: set[str] = set()
-    for info in infos:
-        name = info.filename
-        what = f"{where}: member {name!r}"
-        special = _is_special(info)
-        if special:
-            raise SubmissionError(f"{what} is {special}, which is not allowed")
-        if info.flag_bits & 0x1:
-            raise SubmissionError(f"{what} is encrypted")
-        if "\x00" in name or "\\" in name:
-            raise SubmissionError(f"{what} has a NUL or backslash in its name")
-        pure = PurePosixPath(name)
-        if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
-            raise SubmissionError(f"{what} has an absolute path")
-        if ".." in pure.parts:
-            raise SubmissionError(f"{what} would extract outside the target directory ('..')")
-        dest = os.path.realpath(os.path.join(root, name))
-        if os.path.commonpath([root, dest]) != root or dest == root:
-            raise SubmissionError(f"{what} would extract outside the target directory")
-        key = name.rstrip("/")
-        if key in seen:
-            raise SubmissionError(f"{what} appears twice")
-        seen.add(key)
-        if info.file_size > _CHUNK and info.file_size / max(info.compress_size, 1) > constants.max_compression_ratio:
-            raise SubmissionError(
-                f"{what} compression ratio {info.file_size / max(info.compress_size, 1):.0f}:1 exceeds "
-                f"{constants.max_compression_ratio:.0f}:1 (CSC_MAX_COMPRESSION_RATIO)"
-            )
-    return infos
 
 
 def extract_zip(zip_path: Path, target: Path, constants: Constants) -> None:
@@ -92,7 +40,10 @@ def extract_zip(zip_path: Path, target: Path, constants: Constants) -> None:
     except (zipfile.BadZipFile, OSError) as exc:
         raise SubmissionError(f"{where}: not a readable zip file ({exc})") from None
     with zf:
-        infos = check_zip(zf, target, constants, where=where)
+        infos = zf.infolist()
+        problem = next(iter_zip_problems(infos, constants.zip_limits), None)
+        if problem is not None:
+            raise SubmissionError(f"{where}: {problem.message}")
         written = 0
         for info in infos:
             dest = target / info.filename

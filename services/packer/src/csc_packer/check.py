@@ -4,9 +4,12 @@ Works on any submission zip, hand-made ones too, without extracting it: the
 member list and the small JSON metadata files are read straight from the zip.
 Checks, in the evaluator's order (UPSTREAM.md §9.1, §8.3):
 
-* zip safety: total uncompressed size <= ``MAX_UNCOMPRESSED_SIZE`` (50 GiB),
-  no symlink members, no member escaping the extraction folder (zip-slip) or
-  resolving to the folder itself — any of these rejects the whole zip;
+* zip safety, the evaluator's own rules (``csc_common.zipsafety``): member
+  count, total uncompressed size (``MAX_UNCOMPRESSED_SIZE``, 50 GiB), per-member
+  compression ratio, no symlinks or special files, no absolute, ``..`` or
+  NUL/backslash names, nothing resolving to the extraction folder itself, no
+  duplicates, no encryption — any of these rejects the whole zip, and every
+  one found is reported;
 * zarr layout: zip root = zarr root, or exactly one nested ``*.zarr`` folder
   (hoisted, warned); more than one is rejected; crop groups ``crop<N>``
   (bare ``<N>`` accepted with a warning, as the evaluator renames them);
@@ -23,10 +26,7 @@ pad is an error here, because that costs score without any message.
 """
 
 import json
-import os
 import posixpath
-import re
-import stat
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,8 +40,7 @@ from csc_common.crops import CropRow
 from csc_common.errors import CscError
 from csc_common.geometry import snap_offset
 from csc_common.volumes import choose_level, parse_multiscales
-
-DEFAULT_MAX_UNCOMPRESSED_SIZE = 50 * 1024**3
+from csc_common.zipsafety import ZipLimits, zip_problems
 
 Level = Literal["error", "missing", "warning"]
 
@@ -91,31 +90,12 @@ class CheckReport:
                 f"{len(self.errors)} errors, {len(self.warnings)} warnings")
 
 
-def max_uncompressed_size() -> int:
-    raw = os.environ.get("MAX_UNCOMPRESSED_SIZE", "").strip()
-    try:
-        return int(float(raw)) if raw else DEFAULT_MAX_UNCOMPRESSED_SIZE
-    except ValueError:
-        return DEFAULT_MAX_UNCOMPRESSED_SIZE
-
-
-def _safety(infos: Sequence[zipfile.ZipInfo], report: CheckReport) -> bool:
-    total = sum(i.file_size for i in infos)
-    limit = max_uncompressed_size()
-    if total > limit:
-        report.add("error", "zip", f"uncompressed size {total} bytes exceeds the evaluator's limit {limit} "
-                   "(MAX_UNCOMPRESSED_SIZE); the whole submission is rejected")
-    for info in infos:
-        name = info.filename
-        if stat.S_ISLNK(info.external_attr >> 16):
-            report.add("error", name, "symlink member; the evaluator rejects the whole zip")
-        norm = posixpath.normpath("root/" + name.replace("\\", "/"))
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or not norm.startswith("root/"):
-            if norm == "root":
-                report.add("error", name, "member resolves to the extraction folder itself; the zip is rejected")
-            else:
-                report.add("error", name, "member path escapes the extraction folder (zip-slip); the zip is rejected")
-    return not report.errors
+def _safety(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits, report: CheckReport) -> bool:
+    """Report every zip-safety problem as an error; True when there is none."""
+    problems = zip_problems(infos, limits)
+    for p in problems:
+        report.add("error", p.where, f"{p.message}; the evaluator rejects the whole zip")
+    return not problems
 
 
 def _json(zf: zipfile.ZipFile, name: str) -> Any:
@@ -236,8 +216,13 @@ def _zarr_prefix(files: set[str], report: CheckReport) -> str | None:
     return ""
 
 
-def check_zip(path: str | Path, rows: Sequence[CropRow]) -> CheckReport:
-    """Check a submission zip against test-manifest rows; never raises for a bad zip, it reports."""
+def check_zip(path: str | Path, rows: Sequence[CropRow], *, limits: ZipLimits | None = None) -> CheckReport:
+    """Check a submission zip against test-manifest rows; never raises for a bad zip, it reports.
+
+    ``limits`` default to ``ZipLimits.from_env()``, the limits the evaluator would apply in this
+    environment (a malformed limit variable raises ``InputError``, as it does in the evaluator).
+    """
+    limits = ZipLimits.from_env() if limits is None else limits
     p = Path(path)
     report = CheckReport(str(p), len(rows))
     try:
@@ -247,9 +232,9 @@ def check_zip(path: str | Path, rows: Sequence[CropRow]) -> CheckReport:
         return report
     with zf:
         infos = zf.infolist()
-        if not _safety(infos, report):
+        if not _safety(infos, limits, report):
             return report
-        files = {i.filename.replace("\\", "/") for i in infos if not i.is_dir()}
+        files = {i.filename for i in infos if not i.is_dir()}
         prefix = _zarr_prefix(files, report)
         if prefix is None:
             return report
