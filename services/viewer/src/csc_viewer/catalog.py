@@ -237,20 +237,24 @@ def _em_level_from_manifest(root: Path, em_path: str, lv: dict[str, Any], where:
 
 def _add_test_truth(cat: Catalog, truth: Path, where: Path) -> None:
     """The held-apart test truth: ``crop<N>/<class>`` arrays with voxel_size/translation attrs."""
-    grp = open_group(truth)
+    _add_crop_arrays(cat, open_group(truth), truth, "gt", str(truth), "is not a crop of the dataset manifest")
+
+
+def _add_crop_arrays(cat: Catalog, grp: Any, source: Path, kind: str, where: str, unknown: str) -> None:
+    """``crop<N>/<class>`` arrays placed by their own attrs (the truth's and the submission's layout)."""
     for crop_name, crop_grp in sorted(grp.groups()):
         crop_id = _crop_id(crop_name)
         if crop_id is None:
             continue
         dataset = cat.crop_datasets.get(crop_id)
         if dataset is None:
-            log.warning("%s: %s is not a crop of the dataset manifest; not shown", truth, crop_name)
+            log.warning("%s: %s %s; not shown", where, crop_name, unknown)
             continue
         for cls, arr in sorted(crop_grp.arrays()):
-            geom = array_geometry(arr, f"{truth}/{crop_name}/{cls}")
+            geom = array_geometry(arr, f"{where}/{crop_name}/{cls}")
             if geom is None:
-                raise InputError(f"{truth}/{crop_name}/{cls}: no voxel_size attribute")
-            cat.volumes.append(Volume(dataset, "gt", crop_id, cls, class_kind(cls), truth,
+                raise InputError(f"{where}: {crop_name}/{cls} has no voxel_size attribute")
+            cat.volumes.append(Volume(dataset, kind, crop_id, cls, class_kind(cls), source,
                                       (Level(f"{crop_name}/{cls}", geom),)))
 
 
@@ -286,21 +290,8 @@ def _class_levels(root: Path, path: str, fallback: Geometry) -> tuple[Level, ...
 def _add_submission(cat: Catalog, m: Manifest) -> None:
     """A submission zip: read its arrays' own voxel_size/translation attrs, as the evaluator does."""
     zpath = m.resolve(m["zip"]["path"])
-    grp = open_zip_group(zpath)
-    for crop_name, crop_grp in sorted(grp.groups()):
-        crop_id = _crop_id(crop_name)
-        if crop_id is None:
-            continue
-        dataset = cat.crop_datasets.get(crop_id)
-        if dataset is None:
-            log.warning("%s: %s belongs to no known dataset (give the dataset manifest too); not shown", zpath, crop_name)
-            continue
-        for cls, arr in sorted(crop_grp.arrays()):
-            geom = array_geometry(arr, f"{zpath}:{crop_name}/{cls}")
-            if geom is None:
-                raise InputError(f"{zpath}: {crop_name}/{cls} has no voxel_size attribute")
-            cat.volumes.append(Volume(dataset, "submission", crop_id, cls, class_kind(cls), zpath,
-                                      (Level(f"{crop_name}/{cls}", geom),)))
+    _add_crop_arrays(cat, open_zip_group(zpath), zpath, "submission", str(zpath),
+                     "belongs to no known dataset (give the dataset manifest too)")
 
 
 def _crop_id(name: str) -> int | None:
