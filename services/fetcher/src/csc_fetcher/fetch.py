@@ -53,7 +53,15 @@ from csc_fetcher.plan import (
     select_levels,
     split_list,
 )
-from csc_fetcher.sources import LocalSource, ObjectInfo, RetryPolicy, S3Source, Source, parse_s3_url
+from csc_fetcher.sources import (
+    LocalSource,
+    ObjectInfo,
+    RetryPolicy,
+    S3Source,
+    Source,
+    parse_s3_url,
+    read_json_bytes,
+)
 from csc_fetcher.transfer import Item, Result, copy, remove_stale_parts
 
 log = logging.getLogger("csc.fetch")
@@ -209,18 +217,6 @@ def _levels_from_docs(zattrs: bytes, zarrays: dict[str, bytes], where: str) -> t
              for p, d in zarrays.items()}
     levels = parse_multiscales(attrs, {p: m.shape for p, m in metas.items()}, where)
     return levels, metas
-
-
-def read_json_bytes(data: bytes, where: str) -> dict[str, Any]:
-    import json
-
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{where}: expected a JSON object")
-    return doc
 
 
 def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers: int, label: str,

@@ -101,17 +101,14 @@ class Source(Protocol):
         ...
 
 
-def read_json(source: Source, key: str) -> dict[str, Any] | None:
-    """A JSON document (``.zattrs``, ``.zarray``...) from the source; None where absent."""
-    data = source.get(key)
-    if data is None:
-        return None
+def read_json_bytes(data: bytes, where: str) -> dict[str, Any]:
+    """A JSON object (``.zattrs``, ``.zarray``...) fetched from a source; errors name ``where``."""
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{source.name}/{key}: not valid JSON ({exc})") from None
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
-        raise InputError(f"{source.name}/{key}: expected a JSON object")
+        raise InputError(f"{where}: expected a JSON object")
     return doc
 
 
