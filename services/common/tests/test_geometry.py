@@ -44,13 +44,16 @@ def test_slices_for_clips_and_rounds_outward():
     assert g.slices_for(box, clip=False) == (slice(0, 2), slice(0, 10), slice(-26, 25))
 
 
-def test_subgrid_and_with_voxel_size():
+def test_subgrid():
     g = Geometry((2, 2, 2), (100, 0, 0), (8, 8, 8))
     sub = g.subgrid((slice(2, 4), slice(0, 8), slice(-1, 3)))
     assert sub == Geometry((2, 2, 2), (104, 0, -2), (2, 8, 4))
-    coarse = g.with_voxel_size((4, 4, 3))
-    assert coarse.shape == (4, 4, 6)
-    assert coarse.translation == g.translation
+
+
+def test_same_voxel_size_uses_the_challenge_tolerance():
+    g = Geometry((1.74, 2, 2), (0, 0, 0), (1, 1, 1))
+    assert g.same_voxel_size((1.74 * (1 + 1e-6), 2, 2))
+    assert not g.same_voxel_size(Geometry((1.76, 2, 2), (0, 0, 0), (1, 1, 1)))
 
 
 @pytest.mark.parametrize(

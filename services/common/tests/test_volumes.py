@@ -3,14 +3,13 @@ import json
 import numpy as np
 import pytest
 from csc_common.errors import InputError
-from csc_common.geometry import Box, Geometry
+from csc_common.geometry import Geometry
 from csc_common.volumes import (
     array_geometry,
     choose_level,
     create_array,
     open_array,
     open_group,
-    read_box,
     read_levels,
     read_resampled,
     write_multiscale,
@@ -54,14 +53,6 @@ def test_missing_metadata_is_a_clear_error(tmp_path):
         open_array(tmp_path / "m.zarr" / "nope")
     with pytest.raises(InputError, match="zarr group not found"):
         open_group(tmp_path / "absent.zarr")
-
-
-def test_read_box_pads_outside():
-    data = np.arange(27, dtype=np.int32).reshape(3, 3, 3) + 1
-    g = Geometry((2, 2, 2), (0, 0, 0), (3, 3, 3))
-    out, og = read_box(data, g, Box((-2, 0, 0), (2, 2, 6)), fill=-1)
-    assert out.shape == (2, 1, 3) and og.translation == (-2, 0, 0)
-    assert (out[0] == -1).all() and (out[1, 0] == data[0, 0]).all()
 
 
 def test_read_resampled_identity_shift_and_scale():

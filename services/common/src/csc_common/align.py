@@ -178,7 +178,7 @@ def align_array(
     tgt_shape = tuple(target.shape)
     image = data
     if grid.voxel_size is not None:
-        if not np.allclose(grid.voxel_size, target.voxel_size):
+        if not target.same_voxel_size(grid.voxel_size):
             factors = np.asarray(grid.voxel_size, float) / np.asarray(target.voxel_size, float)
             image = _rescale(image, factors, kind)
     elif image.shape != tgt_shape:

@@ -18,7 +18,7 @@ import zarr
 from scipy import ndimage
 
 from csc_common.errors import GeometryError, InputError
-from csc_common.geometry import Box, Geometry
+from csc_common.geometry import Geometry
 
 # Blosc/LZ4: fast, and decoded by every zarr v2 reader including neuroglancer.
 COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
@@ -208,21 +208,6 @@ def choose_level(levels: Sequence[Level], voxel_size: Sequence[float]) -> Level:
         return float(np.sum(np.abs(np.asarray(level.geometry.voxel_size) - target) / target))
 
     return min(levels, key=cost)
-
-
-def read_box(arr: Any, geometry: Geometry, box: Box, *, fill: Any = 0) -> tuple[np.ndarray, Geometry]:
-    """Read the voxels of ``arr`` covering ``box``; outside the array is ``fill``.
-
-    Returns the data and its geometry (on ``arr``'s own grid).
-    """
-    want = geometry.slices_for(box, clip=False)
-    have = geometry.slices_for(box, clip=True)
-    shape = tuple(s.stop - s.start for s in want)
-    out = np.full(shape, fill, dtype=arr.dtype)
-    if all(h.stop > h.start for h in have):
-        dst = tuple(slice(h.start - w.start, h.stop - w.start) for h, w in zip(have, want))
-        out[dst] = arr[have]
-    return out, geometry.subgrid(want)
 
 
 def read_resampled(

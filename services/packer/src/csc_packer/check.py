@@ -166,7 +166,7 @@ def placement_problems(shape: tuple[int, ...], grid: SourceGrid, row: CropRow) -
             errors.append(f"no voxel_size attr and shape {shape} does not match the test manifest {target.shape}: "
                           "the evaluator would centre-pad/crop it")
         return errors, warnings
-    same_vs = bool(np.allclose(grid.voxel_size, target.voxel_size))
+    same_vs = target.same_voxel_size(grid.voxel_size)
     if same_vs:
         placed = shape
     else:
