@@ -39,8 +39,10 @@ fi
 command -v kubectl >/dev/null || log "warning: kubectl not found: the k8s tests will fail (apt-get install kubectl)"
 
 step "building the images (make images)"
+# Dangling layers older than 2 h first: every rebuild leaves the previous images behind
+# (tens of GB in a busy day), and a full disk fails the build. Recent ones stay as the
+# builder stages' cache.
+docker image prune -f --filter until=2h >/dev/null
 make --no-print-directory -j2 --output-sync=target images
-# Old dangling layers only: recent ones are the builder stages' cache of the next build.
-docker image prune -f --filter until=72h >/dev/null
 step "images ready"
 make --no-print-directory image-sizes >&2
