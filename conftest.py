@@ -29,6 +29,20 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     dest = tmp_path_factory.mktemp("synthetic")
     out = dest / "dataset.json"
-    rc = main(["--source", "synthetic", "--size", "tiny", "--raw-padding", "16", "--dest", str(dest), "--output", str(out), "-q"])
+    rc = main(
+        [
+            "--source",
+            "synthetic",
+            "--size",
+            "tiny",
+            "--raw-padding",
+            "16",
+            "--dest",
+            str(dest),
+            "--output",
+            str(out),
+            "-q",
+        ]
+    )
     assert rc == 0 and out.is_file(), "synthetic fetch failed"
     return out

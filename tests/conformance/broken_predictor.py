@@ -47,7 +47,8 @@ if __name__ == "__main__":
             data, attrs, group_path = arr[...], dict(arr.attrs), v["path"].rsplit("/", 1)[0]
             shutil.rmtree(root / group_path)
             crop_path, name = group_path.rsplit("/", 1)
-            create_array(open_group(root / crop_path, mode="a"), name, shape=data.shape, dtype=data.dtype,
-                         attrs=attrs)[...] = data
+            create_array(open_group(root / crop_path, mode="a"), name, shape=data.shape, dtype=data.dtype, attrs=attrs)[
+                ...
+            ] = data
             v["path"] = group_path
     out.write_text(json.dumps(m, indent=2))

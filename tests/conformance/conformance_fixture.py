@@ -27,8 +27,15 @@ DATASET = "fixds"
 MODEL_VOXEL = (8.0, 8.0, 8.0)
 PATCH = (16, 16, 16)
 CLASSES = ("mito", "er")
-ARCH = {"name": "unet", "dims": 3, "in_channels": 1, "out_channels": len(CLASSES), "depth": 2,
-        "base_features": 4, "norm": "none"}
+ARCH = {
+    "name": "unet",
+    "dims": 3,
+    "in_channels": 1,
+    "out_channels": len(CLASSES),
+    "depth": 2,
+    "base_features": 4,
+    "norm": "none",
+}
 S0 = Geometry((4.0, 4.0, 4.0), (100.0, 52.0, 20.0), (64, 80, 80))
 # s1: 2x averaged, so its first voxel sits half a fine voxel further in.
 S1 = Geometry((8.0, 8.0, 8.0), (102.0, 54.0, 22.0), (32, 40, 40))
@@ -76,12 +83,28 @@ def build_fixture(folder: str | Path, *, seed: int = 0) -> dict[str, Path]:
     for r in rows:
         crops.setdefault(r.crop_id, {"id": r.crop_id, "dataset": DATASET, "split": "test", "classes": []})
         crops[r.crop_id]["classes"].append({"name": r.class_label, "geometry": r.geometry.to_json()})
-    write_manifest(ds_path, new_manifest(
-        "dataset", "fetcher", started, args=[], source="conformance-fixture",
-        datasets=[{"name": DATASET, "zarr": f"{DATASET}/{DATASET}.zarr", "em": {
-            "path": "recon-1/em/fibsem-uint8",
-            "levels": [{"path": p, **g.to_json()} for p, g in (("s0", S0), ("s1", S1))]}}],
-        crops=list(crops.values()), test_manifest="test_crop_manifest.csv"))
+    write_manifest(
+        ds_path,
+        new_manifest(
+            "dataset",
+            "fetcher",
+            started,
+            args=[],
+            source="conformance-fixture",
+            datasets=[
+                {
+                    "name": DATASET,
+                    "zarr": f"{DATASET}/{DATASET}.zarr",
+                    "em": {
+                        "path": "recon-1/em/fibsem-uint8",
+                        "levels": [{"path": p, **g.to_json()} for p, g in (("s0", S0), ("s1", S1))],
+                    },
+                }
+            ],
+            crops=list(crops.values()),
+            test_manifest="test_crop_manifest.csv",
+        ),
+    )
     # The network: fixed weights, head scaled so probabilities spread.
     torch.manual_seed(seed)
     net = nets.build_model(ARCH).eval()
@@ -94,32 +117,73 @@ def build_fixture(folder: str | Path, *, seed: int = 0) -> dict[str, Path]:
         net.head.bias.copy_(-mean * k)
     mdir = root / "models" / "tiny"
     ckpt = nets.save_checkpoint(mdir / "checkpoint.pt", net, ARCH)
-    input_spec = {"channels": 1, "patch_shape": list(PATCH), "voxel_size": list(MODEL_VOXEL),
-                  "normalization": {"scale": 2.0 / 255.0, "offset": -1.0}}
+    input_spec = {
+        "channels": 1,
+        "patch_shape": list(PATCH),
+        "voxel_size": list(MODEL_VOXEL),
+        "normalization": {"scale": 2.0 / 255.0, "offset": -1.0},
+    }
     model_json = mdir / "model.json"
-    write_manifest(model_json, new_manifest(
-        "model", "trainer", started, args=[], name="tiny", architecture=nets.normalize_architecture(ARCH),
-        input=input_spec, classes=list(CLASSES), checkpoint=artifact(ckpt, model_json)))
+    write_manifest(
+        model_json,
+        new_manifest(
+            "model",
+            "trainer",
+            started,
+            args=[],
+            name="tiny",
+            architecture=nets.normalize_architecture(ARCH),
+            input=input_spec,
+            classes=list(CLASSES),
+            checkpoint=artifact(ckpt, model_json),
+        ),
+    )
     onnx_path = mdir / "model.onnx"
     x = torch.zeros((1, 1, *PATCH))
     dyn = {0: "n", 2: "z", 3: "y", 4: "x"}
     with warnings.catch_warnings():  # the legacy exporter warns it is legacy; it is the small, dependable one
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), str(onnx_path), input_names=["raw"], output_names=["logits"],
-                          dynamic_axes={"raw": dyn, "logits": dyn}, opset_version=18, dynamo=False)
+        torch.onnx.export(
+            net,
+            (x,),
+            str(onnx_path),
+            input_names=["raw"],
+            output_names=["logits"],
+            dynamic_axes={"raw": dyn, "logits": dyn},
+            opset_version=18,
+            dynamo=False,
+        )
     onnx_json = mdir / "onnx-model.json"
     model_ref = artifact(model_json, onnx_json)
-    write_manifest(onnx_json, new_manifest(
-        "onnx-model", "exporter", started, args=[],
-        inputs=[{"kind": "model", "path": model_ref["path"], "sha256": model_ref["sha256"]}],
-        onnx=artifact(onnx_path, onnx_json), opset=18, input_name="raw", output_name="logits",
-        input=input_spec, classes=list(CLASSES),
-        valid_shape={"multiple": list(nets.downsampling_multiple(ARCH)), "min": [2, 2, 2]},
-        verification={"max_abs_diff": 0.0, "tolerance": 1e-4}, model={"path": model_ref["path"]}))
-    info = {"root": root, "dataset": ds_path, "model": onnx_json, "model_manifest": model_json,
-            "test_manifest": root / "test_crop_manifest.csv"}
-    (root / "fixture.json").write_text(json.dumps({k: str(v.relative_to(root)) for k, v in info.items()
-                                                   if k != "root"}, indent=1) + "\n")
+    write_manifest(
+        onnx_json,
+        new_manifest(
+            "onnx-model",
+            "exporter",
+            started,
+            args=[],
+            inputs=[{"kind": "model", "path": model_ref["path"], "sha256": model_ref["sha256"]}],
+            onnx=artifact(onnx_path, onnx_json),
+            opset=18,
+            input_name="raw",
+            output_name="logits",
+            input=input_spec,
+            classes=list(CLASSES),
+            valid_shape={"multiple": list(nets.downsampling_multiple(ARCH)), "min": [2, 2, 2]},
+            verification={"max_abs_diff": 0.0, "tolerance": 1e-4},
+            model={"path": model_ref["path"]},
+        ),
+    )
+    info = {
+        "root": root,
+        "dataset": ds_path,
+        "model": onnx_json,
+        "model_manifest": model_json,
+        "test_manifest": root / "test_crop_manifest.csv",
+    }
+    (root / "fixture.json").write_text(
+        json.dumps({k: str(v.relative_to(root)) for k, v in info.items() if k != "root"}, indent=1) + "\n"
+    )
     return info
 
 

@@ -60,24 +60,41 @@ class Report:
         return "\n".join([head + ")", *(f"  - {f}" for f in self.failures)])
 
 
-def predictor_argv(fixture: Path, out_rel: str, *, command: str | list[str] | None = None,
-                   image: str | None = None) -> list[str]:
+def predictor_argv(
+    fixture: Path, out_rel: str, *, command: str | list[str] | None = None, image: str | None = None
+) -> list[str]:
     """The command line that runs a predictor on the fixture, writing ``fixture/out_rel``."""
     if image:
         base = ["docker", "run", "--rm", "--network", "none", "-v", f"{fixture.resolve()}:/data"]
         if hasattr(os, "getuid"):
             base += ["--user", f"{os.getuid()}:{os.getgid()}"]
-        return [*base, image, "--model", f"/data/{MODEL}", "--dataset", f"/data/{DATASET}", "--output",
-                f"/data/{out_rel}"]
+        return [
+            *base,
+            image,
+            "--model",
+            f"/data/{MODEL}",
+            "--dataset",
+            f"/data/{DATASET}",
+            "--output",
+            f"/data/{out_rel}",
+        ]
     cmd = shlex.split(command) if isinstance(command, str) else list(command or [])
     if not cmd:
         raise ValueError("give a command or an image")
-    return [*cmd, "--model", str(fixture / MODEL), "--dataset", str(fixture / DATASET), "--output",
-            str(fixture / out_rel)]
+    return [
+        *cmd,
+        "--model",
+        str(fixture / MODEL),
+        "--dataset",
+        str(fixture / DATASET),
+        "--output",
+        str(fixture / out_rel),
+    ]
 
 
-def run_predictor(fixture: Path, name: str, *, command: str | list[str] | None = None, image: str | None = None,
-                  timeout: float = 600) -> subprocess.CompletedProcess:
+def run_predictor(
+    fixture: Path, name: str, *, command: str | list[str] | None = None, image: str | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     out_rel = f"runs/{name}/predictions.json"
     (fixture / out_rel).parent.mkdir(parents=True, exist_ok=True)
     argv = predictor_argv(fixture, out_rel, command=command, image=image)
@@ -106,8 +123,11 @@ def expected_volumes(fixture: Path) -> dict[tuple[int, str], dict]:
     for cid in dict.fromkeys(r.crop_id for r in rows):
         crop_rows = [r for r in rows if r.crop_id == cid]
         box = merged_crop_box(crop_rows)
-        geom = {"voxel_size": vs, "translation": list(box.start),
-                "shape": [max(1, math.ceil(s / v - 1e-6)) for s, v in zip(box.size, vs, strict=True)]}
+        geom = {
+            "voxel_size": vs,
+            "translation": list(box.start),
+            "shape": [max(1, math.ceil(s / v - 1e-6)) for s, v in zip(box.size, vs, strict=True)],
+        }
         for name in model["classes"]:
             if name in {r.class_label for r in crop_rows}:
                 out[(cid, name)] = geom
@@ -115,13 +135,20 @@ def expected_volumes(fixture: Path) -> dict[tuple[int, str], dict]:
 
 
 def _close(a, b, tol: float = 1e-6) -> bool:
-    return len(a) == len(b) and all(abs(float(x) - float(y)) <= tol * max(1.0, abs(float(y))) for x, y in zip(a, b, strict=True))
+    return len(a) == len(b) and all(
+        abs(float(x) - float(y)) <= tol * max(1.0, abs(float(y))) for x, y in zip(a, b, strict=True)
+    )
 
 
 def _numbers(v: object, n: int, *, positive: bool = False) -> bool:
-    return isinstance(v, list) and len(v) == n and all(
-        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive)
-        for x in v)
+    return (
+        isinstance(v, list)
+        and len(v) == n
+        and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and (x > 0 or not positive)
+            for x in v
+        )
+    )
 
 
 def ome_ngff_problems(attrs: dict, shapes: dict[str, tuple[int, ...]]) -> list[str]:
@@ -149,8 +176,11 @@ def ome_ngff_problems(attrs: dict, shapes: dict[str, tuple[int, ...]]) -> list[s
             out.append(f"{w}/axes {ms.get('axes')} != z, y, x of type space in nanometer")
         n = len(want_axes)
         group_ct = ms.get("coordinateTransformations", [])
-        if not isinstance(group_ct, list) or [t.get("type") if isinstance(t, dict) else None
-                                              for t in group_ct] not in ([], ["scale"], ["scale", "translation"]):
+        if not isinstance(group_ct, list) or [t.get("type") if isinstance(t, dict) else None for t in group_ct] not in (
+            [],
+            ["scale"],
+            ["scale", "translation"],
+        ):
             out.append(f"{w}/coordinateTransformations: need a scale and at most one translation after it")
         datasets = ms.get("datasets")
         if not isinstance(datasets, list) or not datasets:
@@ -168,8 +198,9 @@ def ome_ngff_problems(attrs: dict, shapes: dict[str, tuple[int, ...]]) -> list[s
             ct = ds.get("coordinateTransformations")
             types = [t.get("type") if isinstance(t, dict) else None for t in ct] if isinstance(ct, list) else None
             if types not in (["scale"], ["scale", "translation"]):
-                out.append(f"{wd}/coordinateTransformations: types {types}, need one scale then at most one "
-                           "translation")
+                out.append(
+                    f"{wd}/coordinateTransformations: types {types}, need one scale then at most one translation"
+                )
                 continue
             scale = ct[0].get("scale")
             if not _numbers(scale, n, positive=True):
@@ -214,12 +245,22 @@ def load_probabilities(manifest_path: Path) -> dict[tuple[int, str], np.ndarray]
     m = json.loads(manifest_path.read_text())
     root = manifest_path.parent / m["zarr"]
     scale = float(m["encoding"]["scale"])
-    return {(c["id"], v["name"]): zarr.open_array(str(root / v["path"]), mode="r")[:].astype(np.float64) * scale
-            for c in m["crops"] for v in c["classes"]}
+    return {
+        (c["id"], v["name"]): zarr.open_array(str(root / v["path"]), mode="r")[:].astype(np.float64) * scale
+        for c in m["crops"]
+        for v in c["classes"]
+    }
 
 
-def check_output(fixture: Path, manifest_path: Path, *, name: str, tol_mean: float = TOL_MEAN,
-                 tol_p99: float = TOL_P99, compare: bool = True) -> Report:
+def check_output(
+    fixture: Path,
+    manifest_path: Path,
+    *,
+    name: str,
+    tol_mean: float = TOL_MEAN,
+    tol_p99: float = TOL_P99,
+    compare: bool = True,
+) -> Report:
     """Every contract check on one predictor output; never raises for a bad output, reports it."""
     import zarr
     from csc_common.errors import CscError
@@ -245,7 +286,9 @@ def check_output(fixture: Path, manifest_path: Path, *, name: str, tol_mean: flo
                 rep.failures.append(f"crop {key[0]} class {key[1]}: listed twice in the manifest")
             got[key] = v
     for key in sorted(set(want) - set(got)):
-        rep.failures.append(f"crop {key[0]} class {key[1]}: missing (the test manifest lists it and the model predicts it)")
+        rep.failures.append(
+            f"crop {key[0]} class {key[1]}: missing (the test manifest lists it and the model predicts it)"
+        )
     for key in sorted(set(got) - set(want)):
         rep.failures.append(f"crop {key[0]} class {key[1]}: not expected (not a test-manifest row of a model class)")
     probs: dict[tuple[int, str], np.ndarray] = {}
@@ -255,12 +298,15 @@ def check_output(fixture: Path, manifest_path: Path, *, name: str, tol_mean: flo
         g = v["geometry"]
         for field_name in ("voxel_size", "translation", "shape"):
             if not _close(g[field_name], exp[field_name]):
-                rep.failures.append(f"{where}: manifest geometry {field_name} {g[field_name]} != expected "
-                                    f"{exp[field_name]}")
+                rep.failures.append(
+                    f"{where}: manifest geometry {field_name} {g[field_name]} != expected {exp[field_name]}"
+                )
         want_path = f"crop{key[0]}/{key[1]}/s0"
         if v["path"] != want_path:
-            rep.failures.append(f"{where}: path {v['path']!r} != expected {want_path!r} (level s0 of the OME-NGFF "
-                                f"multiscale group crop{key[0]}/{key[1]})")
+            rep.failures.append(
+                f"{where}: path {v['path']!r} != expected {want_path!r} (level s0 of the OME-NGFF "
+                f"multiscale group crop{key[0]}/{key[1]})"
+            )
         try:
             arr = zarr.open_array(str(root / v["path"]), mode="r", zarr_format=2)
         except Exception as exc:  # noqa: BLE001 - any unreadable array is a failure to report
@@ -278,7 +324,9 @@ def check_output(fixture: Path, manifest_path: Path, *, name: str, tol_mean: flo
             rep.failures.append(f"{where}: array dtype {arr.dtype} != encoding.dtype {dtype}")
         p = arr[:].astype(np.float64) * scale
         if not np.isfinite(p).all() or p.min() < -1e-6 or p.max() > 1 + 1e-6:
-            rep.failures.append(f"{where}: probabilities outside [0, 1] (min {np.nanmin(p):.3g}, max {np.nanmax(p):.3g})")
+            rep.failures.append(
+                f"{where}: probabilities outside [0, 1] (min {np.nanmin(p):.3g}, max {np.nanmax(p):.3g})"
+            )
         probs[key] = p
     if compare and probs:
         ref = load_probabilities(reference(fixture))
@@ -291,17 +339,29 @@ def check_output(fixture: Path, manifest_path: Path, *, name: str, tol_mean: flo
             diffs.append(d.ravel())
             mean, p99 = float(d.mean()), float(np.percentile(d, 99))
             if mean > tol_mean or p99 > tol_p99:
-                rep.failures.append(f"crop {key[0]} class {key[1]}: differs from the reference predictor "
-                                    f"(mean |dp| {mean:.4f} > {tol_mean} or p99 {p99:.4f} > {tol_p99})")
+                rep.failures.append(
+                    f"crop {key[0]} class {key[1]}: differs from the reference predictor "
+                    f"(mean |dp| {mean:.4f} > {tol_mean} or p99 {p99:.4f} > {tol_p99})"
+                )
         if diffs:
             d = np.concatenate(diffs)
-            rep.stats = {"mean_abs_diff": float(d.mean()), "p99_abs_diff": float(np.percentile(d, 99)),
-                         "max_abs_diff": float(d.max())}
+            rep.stats = {
+                "mean_abs_diff": float(d.mean()),
+                "p99_abs_diff": float(np.percentile(d, 99)),
+                "max_abs_diff": float(d.max()),
+            }
     return rep
 
 
-def check_predictor(fixture: Path, name: str, *, command: str | list[str] | None = None, image: str | None = None,
-                    tol_mean: float = TOL_MEAN, tol_p99: float = TOL_P99) -> Report:
+def check_predictor(
+    fixture: Path,
+    name: str,
+    *,
+    command: str | list[str] | None = None,
+    image: str | None = None,
+    tol_mean: float = TOL_MEAN,
+    tol_p99: float = TOL_P99,
+) -> Report:
     """Run a predictor on the fixture and check its output."""
     proc = run_predictor(fixture, name, command=command, image=image)
     out = fixture / f"runs/{name}/predictions.json"
@@ -331,8 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     fixture = Path(args.fixture) if args.fixture else Path(tempfile.mkdtemp(prefix="csc-conformance-"))
     if not (fixture / MODEL).is_file():
         build_fixture(fixture)
-    rep = check_predictor(fixture, args.name, command=args.command, image=args.image, tol_mean=args.tol_mean,
-                          tol_p99=args.tol_p99)
+    rep = check_predictor(
+        fixture, args.name, command=args.command, image=args.image, tol_mean=args.tol_mean, tol_p99=args.tol_p99
+    )
     print(rep.text())
     return 0 if rep.ok else 1
 

@@ -31,8 +31,9 @@ def test_torch_engine_conforms(fixture: Path) -> None:
 
 
 def test_other_tiling_still_conforms_within_tolerance(fixture: Path) -> None:
-    rep = check_predictor(fixture, "tiling", command=[*PY, "--overlap", "0.5", "--blend", "linear", "--dtype",
-                                                      "float16"])
+    rep = check_predictor(
+        fixture, "tiling", command=[*PY, "--overlap", "0.5", "--blend", "linear", "--dtype", "float16"]
+    )
     assert rep.ok, rep.text()
     assert rep.stats["max_abs_diff"] > 0
 
@@ -42,7 +43,10 @@ def test_broken_predictor_fails_with_a_clear_report(fixture: Path) -> None:
     assert not rep.ok
     text = rep.text()
     assert "FAIL" in text
-    assert "crop 101 class er: manifest geometry translation [158.0, 108.0, 101.0] != expected [150.0, 100.0, 93.0]" in text
+    assert (
+        "crop 101 class er: manifest geometry translation [158.0, 108.0, 101.0] != expected [150.0, 100.0, 93.0]"
+        in text
+    )
     assert "crop 101 class mito: array shape [9, 12, 14] != expected [10, 12, 14]" in text
     assert all(line.startswith("  - crop ") for line in text.splitlines()[1:])
 
@@ -65,8 +69,13 @@ def test_flat_arrays_without_ome_ngff_groups_fail(fixture: Path) -> None:
 
 
 def _ms(**change: object) -> dict:
-    attrs = multiscale_attrs([("s0", Geometry((8.0, 8.0, 8.0), (1.5, 2.0, -3.0), (2, 3, 4))),
-                              ("s1", Geometry((16.0, 16.0, 16.0), (5.5, 6.0, 1.0), (1, 2, 2)))], "mito")
+    attrs = multiscale_attrs(
+        [
+            ("s0", Geometry((8.0, 8.0, 8.0), (1.5, 2.0, -3.0), (2, 3, 4))),
+            ("s1", Geometry((16.0, 16.0, 16.0), (5.5, 6.0, 1.0), (1, 2, 2))),
+        ],
+        "mito",
+    )
     attrs["multiscales"][0].update(change)
     return attrs
 
@@ -83,9 +92,13 @@ def test_ome_ngff_validator_accepts_ours_and_names_what_is_wrong() -> None:
         "version '0.3'": (_ms(version="0.3"), shapes),
         "axes": (_ms(axes=good["axes"][::-1]), shapes),
         "types ['translation', 'scale']": (
-            _ms(datasets=[{**s0, "coordinateTransformations": s0["coordinateTransformations"][::-1]}]), shapes),
+            _ms(datasets=[{**s0, "coordinateTransformations": s0["coordinateTransformations"][::-1]}]),
+            shapes,
+        ),
         "is not 3 positive numbers": (
-            _ms(datasets=[{**s0, "coordinateTransformations": [{"type": "scale", "scale": [8.0, 8.0]}]}]), shapes),
+            _ms(datasets=[{**s0, "coordinateTransformations": [{"type": "scale", "scale": [8.0, 8.0]}]}]),
+            shapes,
+        ),
         "names no array": (_ms(), {"s0": (2, 3, 4)}),
         "has 4 dimensions": (_ms(), {"s0": (1, 2, 3, 4), "s1": (1, 2, 2)}),
         "finest level first": (_ms(datasets=[s1, s0]), shapes),
@@ -106,8 +119,19 @@ def test_failing_command_and_missing_output_are_reported(fixture: Path) -> None:
 def test_kit_cli_exit_codes(fixture: Path, capsys) -> None:
     assert main(["--command", " ".join(PY), "--fixture", str(fixture), "--name", "cli"]) == 0
     assert "conformance cli: PASS" in capsys.readouterr().out
-    assert main(["--command", f"{sys.executable} {HERE / 'broken_predictor.py'} geometry", "--fixture", str(fixture),
-                 "--name", "cli-broken"]) == 1
+    assert (
+        main(
+            [
+                "--command",
+                f"{sys.executable} {HERE / 'broken_predictor.py'} geometry",
+                "--fixture",
+                str(fixture),
+                "--name",
+                "cli-broken",
+            ]
+        )
+        == 1
+    )
     assert "conformance cli-broken: FAIL" in capsys.readouterr().out
 
 

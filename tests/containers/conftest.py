@@ -77,8 +77,9 @@ def _docker_problem() -> str | None:
     if shutil.which("docker") is None:
         return "the docker CLI is not installed"
     try:
-        info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                              text=True, timeout=60)
+        info = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=60
+        )
     except subprocess.TimeoutExpired:
         return "`docker info` did not answer in 60 s"
     if info.returncode != 0:
@@ -95,9 +96,12 @@ def docker() -> str:
         return "docker"
     if os.environ.get("CSC_SKIP_CONTAINER_TESTS") == "1":
         pytest.skip(f"container tests skipped (CSC_SKIP_CONTAINER_TESTS=1): {problem}")
-    pytest.fail(f"Docker is needed by the container tests but {problem}. Run `bash images/ci-setup.sh` "
-                "(installs docker.io, starts dockerd, builds the images) or set CSC_SKIP_CONTAINER_TESTS=1 "
-                "to skip them in a quick local run.", pytrace=False)
+    pytest.fail(
+        f"Docker is needed by the container tests but {problem}. Run `bash images/ci-setup.sh` "
+        "(installs docker.io, starts dockerd, builds the images) or set CSC_SKIP_CONTAINER_TESTS=1 "
+        "to skip them in a quick local run.",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -120,13 +124,16 @@ def image_info(docker: str, stale_images: set[str]) -> Callable[[str], dict]:
     def inspect(stage: str) -> dict:
         name = STAGES[stage][0]
         if stage in stale_images:
-            pytest.fail(f"image {name} is older than services/{stage} (or csc_common): rebuild with `make images`",
-                        pytrace=False)
+            pytest.fail(
+                f"image {name} is older than services/{stage} (or csc_common): rebuild with `make images`",
+                pytrace=False,
+            )
         if name not in cache:
             out = subprocess.run([docker, "image", "inspect", name], capture_output=True, text=True)
             if out.returncode != 0:
-                pytest.fail(f"image {name} is missing: build it with `make images` (or images/ci-setup.sh)",
-                            pytrace=False)
+                pytest.fail(
+                    f"image {name} is missing: build it with `make images` (or images/ci-setup.sh)", pytrace=False
+                )
             cache[name] = json.loads(out.stdout)[0]
         return cache[name]
 
@@ -137,9 +144,18 @@ def image_info(docker: str, stale_images: set[str]) -> Callable[[str], dict]:
 def run_image(docker: str, image_info: Callable[[str], dict]) -> Callable[..., Run]:
     """Run a stage's image like `make RUNNER=docker` does: /data mounted, no network unless asked."""
 
-    def run(stage: str, args: Sequence[str], *, data: Path | None = None, network: str = "none",
-            image: str | None = None, user: str | None = None, extra: Sequence[str] = (),
-            entrypoint: str | None = None, timeout: float = 1200) -> Run:
+    def run(
+        stage: str,
+        args: Sequence[str],
+        *,
+        data: Path | None = None,
+        network: str = "none",
+        image: str | None = None,
+        user: str | None = None,
+        extra: Sequence[str] = (),
+        entrypoint: str | None = None,
+        timeout: float = 1200,
+    ) -> Run:
         if image is None:
             image_info(stage)
             image = STAGES[stage][0]
@@ -167,5 +183,6 @@ def compose() -> list[str]:
         return ["docker", "compose"]
     if os.environ.get("CSC_SKIP_CONTAINER_TESTS") == "1":
         pytest.skip("container tests skipped (CSC_SKIP_CONTAINER_TESTS=1): no docker-compose")
-    pytest.fail("docker-compose is not installed (apt-get install docker-compose; images/ci-setup.sh does it)",
-                pytrace=False)
+    pytest.fail(
+        "docker-compose is not installed (apt-get install docker-compose; images/ci-setup.sh does it)", pytrace=False
+    )

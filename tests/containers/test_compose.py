@@ -18,8 +18,15 @@ def compose_env(tmp_path):
 
 def _compose(compose, args, env, timeout=300):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return subprocess.run([*compose, "-f", os.path.join(root, "compose.yaml"), *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*compose, "-f", os.path.join(root, "compose.yaml"), *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_compose_file_validates(compose, compose_env):
@@ -38,8 +45,9 @@ def test_every_stage_has_a_service_sharing_data(compose, compose_env, stage_imag
         want_network = "bridge" if stage in ("fetcher", "viewer") else "none"
         assert svc.get("network_mode") == want_network, f"{stage}: network_mode {svc.get('network_mode')}"
     assert services["trainer"].get("shm_size"), "the trainer needs a larger /dev/shm"
-    assert [s for s, svc in services.items() if not svc.get("profiles")] == ["viewer"], \
+    assert [s for s, svc in services.items() if not svc.get("profiles")] == ["viewer"], (
         "`up` must start only the viewer: every other service belongs to a profile"
+    )
 
 
 def test_up_creates_only_the_viewer(docker, compose, compose_env, image_info):
@@ -47,8 +55,19 @@ def test_up_creates_only_the_viewer(docker, compose, compose_env, image_info):
     try:
         out = _compose(compose, ["up", "--no-start"], compose_env)
         assert out.returncode == 0, out.stderr
-        ps = subprocess.run([docker, "ps", "-a", "--filter", f"label=com.docker.compose.project={compose_env['COMPOSE_PROJECT_NAME']}",
-                             "--format", "{{.Label \"com.docker.compose.service\"}}"], capture_output=True, text=True)
+        ps = subprocess.run(
+            [
+                docker,
+                "ps",
+                "-a",
+                "--filter",
+                f"label=com.docker.compose.project={compose_env['COMPOSE_PROJECT_NAME']}",
+                "--format",
+                '{{.Label "com.docker.compose.service"}}',
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert ps.stdout.split() == ["viewer"]
     finally:
         _compose(compose, ["down", "--remove-orphans"], compose_env)

@@ -36,10 +36,24 @@ def fixture_dir(kit, tmp_path_factory):
 @pytest.fixture(scope="module")
 def broken_image(docker, image_info):
     image_info("predictor")
-    out = subprocess.run([docker, "build", "-q", "-f", str(REPO / "images/testing/broken-predictor/Dockerfile"),
-                          "-t", BROKEN, "--build-arg", "PREDICTOR_IMAGE=csc-predictor:latest", str(KIT)],
-                         capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"},
-                         timeout=600)
+    out = subprocess.run(
+        [
+            docker,
+            "build",
+            "-q",
+            "-f",
+            str(REPO / "images/testing/broken-predictor/Dockerfile"),
+            "-t",
+            BROKEN,
+            "--build-arg",
+            "PREDICTOR_IMAGE=csc-predictor:latest",
+            str(KIT),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     return BROKEN
 
@@ -63,7 +77,20 @@ def test_broken_predictor_image_fails_with_a_clear_report(kit, fixture_dir, brok
 def test_make_conformance_reports_pass_and_fail(docker, image_info, broken_image, tmp_path):
     image_info("predictor")
     for image, rc, word in (("csc-predictor:latest", 0, "PASS"), (broken_image, 1, "FAIL")):
-        out = subprocess.run([sys.executable, str(KIT / "conformance_kit.py"), "--image", image, "--fixture",
-                              str(tmp_path / "fx"), "--name", image], capture_output=True, text=True, timeout=900)
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(KIT / "conformance_kit.py"),
+                "--image",
+                image,
+                "--fixture",
+                str(tmp_path / "fx"),
+                "--name",
+                image,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert out.returncode == rc, out.stdout + out.stderr
         assert f"conformance {image}: {word}" in out.stdout

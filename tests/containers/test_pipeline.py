@@ -16,34 +16,114 @@ import pytest
 from csc_common.manifest import read_manifest
 
 # Small enough for 2 CPU cores; single-threaded so host and container compute the same numbers.
-TINY_TRAIN = ["--classes", "mito,er", "--iterations", "4", "--batch-size", "2", "--depth", "2",
-              "--base-features", "4", "--patch-shape", "16,16,16", "--validate-every", "4",
-              "--validation-patches", "2", "--threads", "1", "--seed", "7"]
+TINY_TRAIN = [
+    "--classes",
+    "mito,er",
+    "--iterations",
+    "4",
+    "--batch-size",
+    "2",
+    "--depth",
+    "2",
+    "--base-features",
+    "4",
+    "--patch-shape",
+    "16,16,16",
+    "--validate-every",
+    "4",
+    "--validation-patches",
+    "2",
+    "--threads",
+    "1",
+    "--seed",
+    "7",
+]
 
 
 def steps(d: str) -> list[tuple[str, str | None, str | None, list[str]]]:
     """(stage, output manifest, manifest kind, argv) with DATA at ``d``."""
     return [
-        ("fetcher", "dataset.json", "dataset",
-         ["--source", "synthetic", "--size", "tiny", "--seed", "3", "--dest", d, "--output", f"{d}/dataset.json"]),
-        ("trainer", "models/tiny/model.json", "model",
-         ["--dataset", f"{d}/dataset.json", "--output", f"{d}/models/tiny/model.json", *TINY_TRAIN]),
-        ("exporter", "models/tiny/onnx-model.json", "onnx-model",
-         ["--model", f"{d}/models/tiny/model.json", "--output", f"{d}/models/tiny/onnx-model.json"]),
-        ("predictor", "predictions.json", "predictions",
-         ["--model", f"{d}/models/tiny/onnx-model.json", "--dataset", f"{d}/dataset.json",
-          "--output", f"{d}/predictions.json", "--threads", "1"]),
-        ("postprocessor", "processed.json", "processed",
-         ["--predictions", f"{d}/predictions.json", "--output", f"{d}/processed.json"]),
-        ("packer", "submission.json", "submission",
-         ["--processed", f"{d}/processed.json", "--test-manifest", f"{d}/test_crop_manifest.csv",
-          "--output", f"{d}/submission.json"]),
-        ("evaluator", "scores.json", "scores",
-         [f"{d}/submission.zip", "--truth", f"{d}/ground_truth.zarr", "--test-manifest",
-          f"{d}/test_crop_manifest.csv", "--output", f"{d}/result.json", "--scores-manifest", f"{d}/scores.json"]),
-        ("viewer", None, None,
-         ["--manifest", f"{d}/dataset.json", f"{d}/predictions.json", f"{d}/processed.json",
-          "--montage", f"{d}/montage.png"]),
+        (
+            "fetcher",
+            "dataset.json",
+            "dataset",
+            ["--source", "synthetic", "--size", "tiny", "--seed", "3", "--dest", d, "--output", f"{d}/dataset.json"],
+        ),
+        (
+            "trainer",
+            "models/tiny/model.json",
+            "model",
+            ["--dataset", f"{d}/dataset.json", "--output", f"{d}/models/tiny/model.json", *TINY_TRAIN],
+        ),
+        (
+            "exporter",
+            "models/tiny/onnx-model.json",
+            "onnx-model",
+            ["--model", f"{d}/models/tiny/model.json", "--output", f"{d}/models/tiny/onnx-model.json"],
+        ),
+        (
+            "predictor",
+            "predictions.json",
+            "predictions",
+            [
+                "--model",
+                f"{d}/models/tiny/onnx-model.json",
+                "--dataset",
+                f"{d}/dataset.json",
+                "--output",
+                f"{d}/predictions.json",
+                "--threads",
+                "1",
+            ],
+        ),
+        (
+            "postprocessor",
+            "processed.json",
+            "processed",
+            ["--predictions", f"{d}/predictions.json", "--output", f"{d}/processed.json"],
+        ),
+        (
+            "packer",
+            "submission.json",
+            "submission",
+            [
+                "--processed",
+                f"{d}/processed.json",
+                "--test-manifest",
+                f"{d}/test_crop_manifest.csv",
+                "--output",
+                f"{d}/submission.json",
+            ],
+        ),
+        (
+            "evaluator",
+            "scores.json",
+            "scores",
+            [
+                f"{d}/submission.zip",
+                "--truth",
+                f"{d}/ground_truth.zarr",
+                "--test-manifest",
+                f"{d}/test_crop_manifest.csv",
+                "--output",
+                f"{d}/result.json",
+                "--scores-manifest",
+                f"{d}/scores.json",
+            ],
+        ),
+        (
+            "viewer",
+            None,
+            None,
+            [
+                "--manifest",
+                f"{d}/dataset.json",
+                f"{d}/predictions.json",
+                f"{d}/processed.json",
+                "--montage",
+                f"{d}/montage.png",
+            ],
+        ),
     ]
 
 
@@ -99,8 +179,14 @@ def local_pipeline(container_pipeline, tmp_path_factory):
         pytest.fail("the fetcher image failed: nothing to compare with", pytrace=False)
     data = tmp_path_factory.mktemp("local")
     shutil.copytree(container_pipeline["fetched"], data, dirs_exist_ok=True)
-    mains = {"trainer": train, "exporter": export, "predictor": predict, "postprocessor": process,
-             "packer": pack, "evaluator": evaluate}
+    mains = {
+        "trainer": train,
+        "exporter": export,
+        "predictor": predict,
+        "postprocessor": process,
+        "packer": pack,
+        "evaluator": evaluate,
+    }
     for stage, _, _, argv in steps(str(data)):
         if stage in mains:
             assert mains[stage](argv) == 0, f"local {stage} failed: {argv}"
@@ -118,5 +204,6 @@ def test_containers_score_like_the_local_pipeline(container_pipeline, local_pipe
     for label, scores in local["label_scores"].items():
         for metric, value in scores.items():
             if isinstance(value, float):
-                assert ours["label_scores"][label][metric] == pytest.approx(value, rel=1e-6, abs=1e-9), \
+                assert ours["label_scores"][label][metric] == pytest.approx(value, rel=1e-6, abs=1e-9), (
                     f"{label}.{metric}"
+                )

@@ -36,15 +36,31 @@ def test_make_submission_in_containers(docker, stale_images, s3, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     data.chmod(0o777)
-    fetch_args = f"--endpoint-url {endpoint} --manifest {bucket}/manifest.csv --test-manifest {bucket}/test_crop_manifest.csv"
+    fetch_args = (
+        f"--endpoint-url {endpoint} --manifest {bucket}/manifest.csv --test-manifest {bucket}/test_crop_manifest.csv"
+    )
     run = subprocess.run(
-        ["make", "--no-print-directory", "submission", f"DATA={data}", "FETCH_NETWORK=host",
-         f"FETCH_ARGS={fetch_args}", "TRAIN_ARGS=--iterations 40 --threads 2"],
-        cwd=REPO, capture_output=True, text=True, timeout=1500,
+        [
+            "make",
+            "--no-print-directory",
+            "submission",
+            f"DATA={data}",
+            "FETCH_NETWORK=host",
+            f"FETCH_ARGS={fetch_args}",
+            "TRAIN_ARGS=--iterations 40 --threads 2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    for name, kind in [("dataset.json", "dataset"), ("predictions.json", "predictions"),
-                       ("processed.json", "processed"), ("submission.json", "submission")]:
+    for name, kind in [
+        ("dataset.json", "dataset"),
+        ("predictions.json", "predictions"),
+        ("processed.json", "processed"),
+        ("submission.json", "submission"),
+    ]:
         m = read_manifest(data / name, kind)
         assert m["producer"]["image"], f"{name} was not written by a container"
     sub = read_manifest(data / "submission.json", "submission")

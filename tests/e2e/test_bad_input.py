@@ -18,10 +18,19 @@ STAGES = {
 
 
 def _wrong_kind(path):
-    write_manifest(path, new_manifest(
-        "submission", "packer", now(), args=[],
-        zip={"path": "s.zip", "sha256": "0" * 64, "bytes": 1}, rows=0, packed=0, missing=[],
-    ))
+    write_manifest(
+        path,
+        new_manifest(
+            "submission",
+            "packer",
+            now(),
+            args=[],
+            zip={"path": "s.zip", "sha256": "0" * 64, "bytes": 1},
+            rows=0,
+            packed=0,
+            missing=[],
+        ),
+    )
 
 
 CASES = {
@@ -56,8 +65,17 @@ def test_evaluator_refuses_missing_submission(tmp_path, capsys, shared_cellmap):
 
     open_group(tmp_path / "truth.zarr", "w")
     out = tmp_path / "result.json"
-    rc = main([str(tmp_path / "nope.zip"), "--truth", str(tmp_path / "truth.zarr"),
-               "--test-manifest", str(shared_cellmap / "tests_test_crop_manifest.csv"), "--output", str(out)])
+    rc = main(
+        [
+            str(tmp_path / "nope.zip"),
+            "--truth",
+            str(tmp_path / "truth.zarr"),
+            "--test-manifest",
+            str(shared_cellmap / "tests_test_crop_manifest.csv"),
+            "--output",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "nope.zip" in err[0]
     assert not out.exists() and not (tmp_path / "scores.json").exists()

@@ -8,7 +8,17 @@ import pytest
 
 BIN = Path(sys.executable).parent
 SCRIPTS = ["csc-fetch", "csc-train", "csc-export", "csc-predict", "csc-process", "csc-pack", "csc-evaluate", "csc-view"]
-VERBS = ["fetch-data", "train", "make-datasplit", "export", "predict", "process", "pack-results", "evaluate", "visualize"]
+VERBS = [
+    "fetch-data",
+    "train",
+    "make-datasplit",
+    "export",
+    "predict",
+    "process",
+    "pack-results",
+    "evaluate",
+    "visualize",
+]
 
 
 def test_umbrella_lists_the_original_verbs():

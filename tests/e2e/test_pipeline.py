@@ -28,22 +28,51 @@ def pipeline(synthetic_data, tmp_path_factory):
     shutil.copytree(synthetic_data.parent, data, dirs_exist_ok=True)
     d = str(data)
     steps = [
-        (train, ["--dataset", f"{d}/dataset.json", "--output", f"{d}/models/tiny/model.json", "--config",
-                 str(TINY_TRAIN)]),
+        (
+            train,
+            ["--dataset", f"{d}/dataset.json", "--output", f"{d}/models/tiny/model.json", "--config", str(TINY_TRAIN)],
+        ),
         (export, ["--model", f"{d}/models/tiny/model.json", "--output", f"{d}/models/tiny/onnx-model.json"]),
-        (predict, ["--model", f"{d}/models/tiny/onnx-model.json", "--dataset", f"{d}/dataset.json",
-                   "--output", f"{d}/predictions.json"]),
+        (
+            predict,
+            [
+                "--model",
+                f"{d}/models/tiny/onnx-model.json",
+                "--dataset",
+                f"{d}/dataset.json",
+                "--output",
+                f"{d}/predictions.json",
+            ],
+        ),
         (process, ["--predictions", f"{d}/predictions.json", "--output", f"{d}/processed.json"]),
-        (pack, ["--processed", f"{d}/processed.json", "--test-manifest", f"{d}/test_crop_manifest.csv",
-                "--output", f"{d}/submission.json"]),
-        (evaluate, [f"{d}/submission.zip", "--truth", f"{d}/ground_truth.zarr", "--test-manifest",
-                    f"{d}/test_crop_manifest.csv", "--output", f"{d}/result.json", "--compare-empty"]),
+        (
+            pack,
+            [
+                "--processed",
+                f"{d}/processed.json",
+                "--test-manifest",
+                f"{d}/test_crop_manifest.csv",
+                "--output",
+                f"{d}/submission.json",
+            ],
+        ),
+        (
+            evaluate,
+            [
+                f"{d}/submission.zip",
+                "--truth",
+                f"{d}/ground_truth.zarr",
+                "--test-manifest",
+                f"{d}/test_crop_manifest.csv",
+                "--output",
+                f"{d}/result.json",
+                "--compare-empty",
+            ],
+        ),
     ]
     for main, argv in steps:
         assert main(argv) == 0, f"{main.__module__} failed: {argv}"
     return data
-
-
 
 
 def test_every_stage_left_a_valid_manifest(pipeline):
@@ -62,8 +91,14 @@ def test_every_stage_left_a_valid_manifest(pipeline):
 
 def test_result_has_the_official_keys(pipeline):
     result = json.loads((pipeline / "result.json").read_text())
-    for key in ("overall_score", "overall_instance_score", "overall_semantic_score", "label_scores",
-                "total_evals", "num_evals_done"):
+    for key in (
+        "overall_score",
+        "overall_instance_score",
+        "overall_semantic_score",
+        "label_scores",
+        "total_evals",
+        "num_evals_done",
+    ):
         assert key in result
     assert (pipeline / "result_extended.json").is_file()
 

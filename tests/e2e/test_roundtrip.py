@@ -26,16 +26,25 @@ def _perfect_predictions(dataset_json, out_dir):
     for row in rows:
         labels = open_array(truth / row.crop_name / row.class_label)[...]
         g = row.geometry
-        group = write_multiscale(root.require_group(row.crop_name), row.class_label,
-                                 [(np.where(labels > 0, 255, 0).astype(np.uint8), g)])
+        group = write_multiscale(
+            root.require_group(row.crop_name), row.class_label, [(np.where(labels > 0, 255, 0).astype(np.uint8), g)]
+        )
         group["s0"].attrs.update({"voxel_size": list(g.voxel_size), "translation": list(g.translation)})
         path = f"{row.crop_name}/{row.class_label}/s0"
         crop = crops.setdefault(row.crop_id, {"id": row.crop_id, "dataset": row.dataset, "classes": []})
-        crop["classes"].append({"name": row.class_label, "kind": class_kind(row.class_label), "path": path,
-                                "geometry": g.to_json()})
-    manifest = new_manifest("predictions", "predictor", now(), args=[], zarr="predictions.zarr",
-                            encoding={"dtype": "uint8", "scale": 1 / 255}, provider="truth",
-                            crops=list(crops.values()))
+        crop["classes"].append(
+            {"name": row.class_label, "kind": class_kind(row.class_label), "path": path, "geometry": g.to_json()}
+        )
+    manifest = new_manifest(
+        "predictions",
+        "predictor",
+        now(),
+        args=[],
+        zarr="predictions.zarr",
+        encoding={"dtype": "uint8", "scale": 1 / 255},
+        provider="truth",
+        crops=list(crops.values()),
+    )
     write_manifest(out_dir / "predictions.json", manifest)
     return out_dir / "predictions.json", ds.resolve(ds["test_manifest"]), truth
 
@@ -53,14 +62,38 @@ def test_perfect_prediction_scores_one(synthetic_data, tmp_path):
             group = c["path"].removesuffix("/s0")
             assert group == f"crop{crop['id']}/{c['name']}"
             assert read_levels(processed.resolve(processed["zarr"]) / group) == [
-                Level("s0", Geometry.from_json(c["geometry"]))]
-    assert pack(["--processed", str(tmp_path / "processed.json"), "--test-manifest", str(test_csv),
-                 "--output", str(tmp_path / "submission.json")]) == 0
-    assert evaluate([str(tmp_path / "submission.zip"), "--truth", str(truth), "--test-manifest", str(test_csv),
-                     "--output", str(tmp_path / "result.json")]) == 0
+                Level("s0", Geometry.from_json(c["geometry"]))
+            ]
+    assert (
+        pack(
+            [
+                "--processed",
+                str(tmp_path / "processed.json"),
+                "--test-manifest",
+                str(test_csv),
+                "--output",
+                str(tmp_path / "submission.json"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        evaluate(
+            [
+                str(tmp_path / "submission.zip"),
+                "--truth",
+                str(truth),
+                "--test-manifest",
+                str(test_csv),
+                "--output",
+                str(tmp_path / "result.json"),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["num_evals_done"] == result["total_evals"] == len(read_crop_manifest(test_csv))
     assert result["overall_score"] == 1.0
-    assert all(
-        s.get("iou", s.get("combined_score")) == 1.0 for s in result["label_scores"].values()
-    ), result["label_scores"]
+    assert all(s.get("iou", s.get("combined_score")) == 1.0 for s in result["label_scores"].values()), result[
+        "label_scores"
+    ]

@@ -18,17 +18,27 @@ K8S = REPO / "k8s"
 OVERLAYS = ("base", "demo", "gpu")
 # Kubernetes versions validated against: the first with backoffLimitPerIndex GA, and the tool's latest.
 VERSIONS = ("1.33.0", None)
-STAGE_SCRIPTS = {"fetch": "csc-fetch", "train": "csc-train", "export": "csc-export", "predict": "csc-predict",
-                 "predict-finalize": "csc-predict", "process": "csc-process", "pack": "csc-pack",
-                 "evaluate": "csc-evaluate", "view": "csc-view"}
+STAGE_SCRIPTS = {
+    "fetch": "csc-fetch",
+    "train": "csc-train",
+    "export": "csc-export",
+    "predict": "csc-predict",
+    "predict-finalize": "csc-predict",
+    "process": "csc-process",
+    "pack": "csc-pack",
+    "evaluate": "csc-evaluate",
+    "view": "csc-view",
+}
 
 
 def _tool(name: str) -> str:
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if not found:
-        pytest.fail(f"{name} is needed to check k8s/ offline but is not installed "
-                    f"({'apt-get install kubectl' if name == 'kubectl' else 'pip install kubernetes-validate'})",
-                    pytrace=False)
+        pytest.fail(
+            f"{name} is needed to check k8s/ offline but is not installed "
+            f"({'apt-get install kubectl' if name == 'kubectl' else 'pip install kubernetes-validate'})",
+            pytrace=False,
+        )
     return found
 
 
@@ -73,8 +83,9 @@ def test_strict_validation_rejects_an_unknown_field(tmp_path):
     job["spec"]["template"]["spec"]["restartPolicyy"] = "Never"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(job))
-    out = subprocess.run([_tool("kubernetes-validate"), "--strict", "--quiet", str(bad)], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [_tool("kubernetes-validate"), "--strict", "--quiet", str(bad)], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode != 0
 
 
@@ -139,8 +150,9 @@ def test_predictor_is_an_indexed_job_with_one_shard_per_completion(rendered):
     assert "backoffLimit" not in spec, "with backoffLimitPerIndex the Job-wide limit must stay unbounded"
     assert 0 <= spec["maxFailedIndexes"] < spec["completions"]
     env = {e["name"]: e.get("value") for e in container(job).get("env", [])}
-    assert env.get("CSC_PREDICT_SHARDS") == str(spec["completions"]), \
+    assert env.get("CSC_PREDICT_SHARDS") == str(spec["completions"]), (
         "the predictor's shard count must equal completions (it reads JOB_COMPLETION_INDEX of that many)"
+    )
     assert "JOB_COMPLETION_INDEX" not in env, "Kubernetes sets JOB_COMPLETION_INDEX itself"
     assert not any(a.startswith("--shard") for a in container(job)["args"])
 
@@ -201,7 +213,8 @@ def test_images_can_be_overridden_with_kustomize(tmp_path):
     rel = os.path.relpath(K8S / "base", tmp_path)
     overrides = "\n".join(f"  - {{name: {i}, newName: registry.example/{i}, newTag: v9}}" for i in images)
     (tmp_path / "kustomization.yaml").write_text(
-        f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [{rel}]\nimages:\n{overrides}\n")
+        f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [{rel}]\nimages:\n{overrides}\n"
+    )
     over = [d for d in yaml.safe_load_all(render(tmp_path)) if d]
     for name, job in jobs(over).items():
         image = container(job)["image"]

@@ -134,7 +134,9 @@ def test_read_aligned_array_ome_and_plain_group(tmp_path):
     data = np.zeros((4, 4, 4), np.uint8)
     data[1:3, 1:3, 1:3] = 1
     # single array with aliases
-    volumes.create_array(root, "arr", shape=data.shape, dtype="u1", attrs={"resolution": [4, 4, 4], "offset": [4, 0, 0]})
+    volumes.create_array(
+        root, "arr", shape=data.shape, dtype="u1", attrs={"resolution": [4, 4, 4], "offset": [4, 0, 0]}
+    )
     root["arr"][...] = data
     out = read_aligned(tmp_path / "s.zarr/arr", target, kind="semantic")
     np.testing.assert_array_equal(out[2:4], data[1:3])

@@ -43,12 +43,18 @@ def test_merged_box_covers_all_rows(shared_cellmap):
     ("text", "expected"),
     [
         ("a,b\n", "header must be crop_name,dataset"),
-        ("crop_name,dataset,class_label,voxel_size,translation,shape\nx,ds,mito,[1;1;1],[0;0;0],[1;1;1]\n",
-         "line 2: crop_name must be an integer id"),
-        ("crop_name,dataset,class_label,voxel_size,translation,shape\n1,ds,mito,1;1;1,[0;0;0],[1;1;1]\n",
-         "line 2 voxel_size: expected a bracketed"),
-        ("crop_name,dataset,class_label,voxel_size,translation,shape\n1,ds,mito,[1;1],[0;0;0],[1;1;1]\n",
-         "line 2: voxel_size must be 3 finite numbers"),
+        (
+            "crop_name,dataset,class_label,voxel_size,translation,shape\nx,ds,mito,[1;1;1],[0;0;0],[1;1;1]\n",
+            "line 2: crop_name must be an integer id",
+        ),
+        (
+            "crop_name,dataset,class_label,voxel_size,translation,shape\n1,ds,mito,1;1;1,[0;0;0],[1;1;1]\n",
+            "line 2 voxel_size: expected a bracketed",
+        ),
+        (
+            "crop_name,dataset,class_label,voxel_size,translation,shape\n1,ds,mito,[1;1],[0;0;0],[1;1;1]\n",
+            "line 2: voxel_size must be 3 finite numbers",
+        ),
     ],
 )
 def test_bad_rows_name_the_line(text, expected):

@@ -7,15 +7,34 @@ from csc_common.manifest import KINDS, new_manifest, now, read_manifest, validat
 
 SHA = "ab" * 32
 GEOM = {"voxel_size": [8.0, 8.0, 8.0], "translation": [4.0, 0.0, 12.5], "shape": [10, 10, 10]}
-SPEC = {"channels": 1, "patch_shape": [32, 32, 32], "voxel_size": [8, 8, 8], "normalization": {"scale": 1 / 255, "offset": 0}}
-CROPS = [{"id": 1, "dataset": "ds", "classes": [{"name": "mito", "kind": "instance", "path": "crop1/mito", "geometry": GEOM}]}]
+SPEC = {
+    "channels": 1,
+    "patch_shape": [32, 32, 32],
+    "voxel_size": [8, 8, 8],
+    "normalization": {"scale": 1 / 255, "offset": 0},
+}
+CROPS = [
+    {
+        "id": 1,
+        "dataset": "ds",
+        "classes": [{"name": "mito", "kind": "instance", "path": "crop1/mito", "geometry": GEOM}],
+    }
+]
 
 BODIES = {
     "dataset": {
         "source": "synthetic",
         "test_manifest": "test_crop_manifest.csv",
-        "datasets": [{"name": "ds", "zarr": "ds/ds.zarr", "em": {"path": "recon-1/em/fibsem-uint8", "levels": [{"path": "s0", **GEOM}]}}],
-        "crops": [{"id": 1, "dataset": "ds", "split": "train", "classes": [{"name": "mito", "geometry": GEOM, "path": "x"}]}],
+        "datasets": [
+            {
+                "name": "ds",
+                "zarr": "ds/ds.zarr",
+                "em": {"path": "recon-1/em/fibsem-uint8", "levels": [{"path": "s0", **GEOM}]},
+            }
+        ],
+        "crops": [
+            {"id": 1, "dataset": "ds", "split": "train", "classes": [{"name": "mito", "geometry": GEOM, "path": "x"}]}
+        ],
     },
     "model": {
         "name": "demo",
@@ -34,15 +53,27 @@ BODIES = {
     },
     "predictions": {"zarr": "predictions.zarr", "encoding": {"dtype": "uint8", "scale": 1 / 255}, "crops": CROPS},
     "processed": {"zarr": "processed.zarr", "crops": CROPS},
-    "submission": {"zip": {"path": "submission.zip", "sha256": SHA, "bytes": 10}, "rows": 2, "packed": 1,
-                   "missing": [{"crop": 1, "class": "er"}]},
-    "scores": {"result": "result.json", "overall_score": 0.5, "overall_instance_score": 0.5,
-               "overall_semantic_score": None, "label_scores": {"mito": {"f1_score": 1.0}}},
+    "submission": {
+        "zip": {"path": "submission.zip", "sha256": SHA, "bytes": 10},
+        "rows": 2,
+        "packed": 1,
+        "missing": [{"crop": 1, "class": "er"}],
+    },
+    "scores": {
+        "result": "result.json",
+        "overall_score": 0.5,
+        "overall_instance_score": 0.5,
+        "overall_semantic_score": None,
+        "label_scores": {"mito": {"f1_score": 1.0}},
+    },
 }
 
 # One broken variant per kind: (mutation, the JSON pointer the error must name)
 BREAKS = {
-    "dataset": (lambda d: d["datasets"][0]["em"]["levels"][0].update(voxel_size=[8, 0, 8]), "/datasets/0/em/levels/0/voxel_size/1"),
+    "dataset": (
+        lambda d: d["datasets"][0]["em"]["levels"][0].update(voxel_size=[8, 0, 8]),
+        "/datasets/0/em/levels/0/voxel_size/1",
+    ),
     "model": (lambda d: d["checkpoint"].pop("sha256"), "/checkpoint"),
     "onnx-model": (lambda d: d.update(opset=11), "/opset"),
     "predictions": (lambda d: d["encoding"].update(dtype="int64"), "/encoding/dtype"),

@@ -30,8 +30,12 @@ def _one(tmp_path, members, limits=ZipLimits(), **kw):
 
 
 def test_a_clean_zip_has_no_problems(tmp_path):
-    members = [(".zgroup", b"{}", None), ("crop1/", b"", stat.S_IFDIR | 0o755),
-               ("crop1/mito/.zarray", b"{}", stat.S_IFREG | 0o644), ("crop1/mito/0.0.0", BIG[:1000], None)]
+    members = [
+        (".zgroup", b"{}", None),
+        ("crop1/", b"", stat.S_IFDIR | 0o755),
+        ("crop1/mito/.zarray", b"{}", stat.S_IFREG | 0o644),
+        ("crop1/mito/0.0.0", BIG[:1000], None),
+    ]
     assert _one(tmp_path, members) == []
 
 
@@ -39,7 +43,11 @@ def test_a_clean_zip_has_no_problems(tmp_path):
     ("name", "mode", "message"),
     [
         ("link", stat.S_IFLNK | 0o777, "member 'link' is a symlink, which is not allowed"),
-        ("fifo", stat.S_IFIFO | 0o644, "member 'fifo' is a special file (device, fifo or socket), which is not allowed"),
+        (
+            "fifo",
+            stat.S_IFIFO | 0o644,
+            "member 'fifo' is a special file (device, fifo or socket), which is not allowed",
+        ),
         ("../x", None, "member '../x' would extract outside the target directory ('..')"),
         ("crop1/../../x", None, "member 'crop1/../../x' would extract outside the target directory ('..')"),
         ("/abs", None, "member '/abs' has an absolute path"),
@@ -57,8 +65,13 @@ def test_nul_in_a_name(tmp_path):
     # zipfile cuts names at NUL when reading, so only a ZipInfo built by hand can carry one.
     info = zipfile.ZipInfo("a")
     info.filename = "a\x00/../../x"
-    assert zip_problems([info], ZipLimits()) == [ZipProblem(info.filename, r"member 'a\x00/../../x' has a NUL or "
-                                                                           "backslash in its name")]
+    assert zip_problems([info], ZipLimits()) == [
+        ZipProblem(
+            info.filename,
+            r"member 'a\x00/../../x' has a NUL or "
+            "backslash in its name",
+        )
+    ]
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")
@@ -69,26 +82,34 @@ def test_duplicates_including_the_same_path_spelled_differently(tmp_path):
 
 def test_encrypted_flag_bit(tmp_path):
     assert _one(tmp_path, [("ok", b"x", None), ("secret", b"x", None)], encrypted={"secret"}) == [
-        ZipProblem("secret", "member 'secret' is encrypted")]
+        ZipProblem("secret", "member 'secret' is encrypted")
+    ]
 
 
 def test_member_count_limit(tmp_path):
     members = [(f"m{i}", b"x", None) for i in range(3)]
     assert _one(tmp_path, members, ZipLimits(max_members=3)) == []
     assert _one(tmp_path, members, ZipLimits(max_members=2)) == [
-        ZipProblem(ZIP, "3 members exceed the limit of 2 (CSC_MAX_ZIP_MEMBERS)")]
+        ZipProblem(ZIP, "3 members exceed the limit of 2 (CSC_MAX_ZIP_MEMBERS)")
+    ]
 
 
 def test_total_uncompressed_size_limit(tmp_path):
     members = [("a", b"x" * 60, None), ("b", b"y" * 40, None)]
     assert _one(tmp_path, members, ZipLimits(max_uncompressed_size=100)) == []
     assert _one(tmp_path, members, ZipLimits(max_uncompressed_size=99)) == [
-        ZipProblem(ZIP, "uncompressed size 100 bytes exceeds the limit of 99 bytes (MAX_UNCOMPRESSED_SIZE)")]
+        ZipProblem(ZIP, "uncompressed size 100 bytes exceeds the limit of 99 bytes (MAX_UNCOMPRESSED_SIZE)")
+    ]
     huge = zipfile.ZipInfo("a")  # a 60 GiB member, as its header claims: nothing is read
     huge.file_size = huge.compress_size = 60 * 1024**3
-    assert zip_problems([huge], ZipLimits()) == [ZipProblem(ZIP, "uncompressed size 64424509440 bytes (60.00 GiB) "
-                                                            "exceeds the limit of 53687091200 bytes (50.00 GiB) "
-                                                            "(MAX_UNCOMPRESSED_SIZE)")]
+    assert zip_problems([huge], ZipLimits()) == [
+        ZipProblem(
+            ZIP,
+            "uncompressed size 64424509440 bytes (60.00 GiB) "
+            "exceeds the limit of 53687091200 bytes (50.00 GiB) "
+            "(MAX_UNCOMPRESSED_SIZE)",
+        )
+    ]
 
 
 def test_compression_ratio_limit(tmp_path):
@@ -97,12 +118,15 @@ def test_compression_ratio_limit(tmp_path):
     assert problem.message.startswith("member 'bomb' compression ratio ")
     assert problem.message.endswith(":1 exceeds 50:1 (CSC_MAX_COMPRESSION_RATIO)")
     assert _one(tmp_path, [("bomb", BIG, None)]) == []  # the default 1100:1 is above what deflate reaches
-    assert _one(tmp_path, [("small", BIG[:1 << 20], None)], ZipLimits(max_compression_ratio=50)) == []  # <= 1 MiB
+    assert _one(tmp_path, [("small", BIG[: 1 << 20], None)], ZipLimits(max_compression_ratio=50)) == []  # <= 1 MiB
 
 
 def test_every_problem_is_reported_in_order_and_lazily(tmp_path):
-    infos = _infos(tmp_path / "t.zip", [("../x", b"x", None), ("link", b"x", stat.S_IFLNK | 0o777),
-                                        ("bomb", BIG, None)], encrypted={"link"})
+    infos = _infos(
+        tmp_path / "t.zip",
+        [("../x", b"x", None), ("link", b"x", stat.S_IFLNK | 0o777), ("bomb", BIG, None)],
+        encrypted={"link"},
+    )
     limits = ZipLimits(max_members=1, max_uncompressed_size=10, max_compression_ratio=50)
     problems = zip_problems(infos, limits)
     assert [p.where for p in problems] == [ZIP, ZIP, "../x", "link", "link", "bomb"]

@@ -89,7 +89,9 @@ def make_data(root: Path, scale: float, seed: int = 0) -> dict:
                 p = None
             volumes.create_array(tg, label, shape=shape, dtype=t.dtype, attrs=attrs)[...] = t
             if p is not None:
-                volumes.create_array(sg, label, shape=shape, dtype=p.dtype, attrs={**attrs, "shape": list(shape)})[...] = p
+                volumes.create_array(sg, label, shape=shape, dtype=p.dtype, attrs={**attrs, "shape": list(shape)})[
+                    ...
+                ] = p
             rows.append(CropRow(k + 1, "bench", label, geom))
             voxels += t.size
     (root / "test_crop_manifest.csv").write_text(write_crop_manifest(rows))
@@ -178,8 +180,10 @@ def reference_scores(root: Path) -> dict:
                     if not b.any():
                         dists.append(cap)
                         continue
-                    d = max(ndimage.distance_transform_edt(~b, sampling=vs)[a].max(),
-                            ndimage.distance_transform_edt(~a, sampling=vs)[b].max())
+                    d = max(
+                        ndimage.distance_transform_edt(~b, sampling=vs)[a].max(),
+                        ndimage.distance_transform_edt(~a, sampling=vs)[b].max(),
+                    )
                     dists.append(min(d, cap))
                 dists += [cap] * (n_pred - len(mapping))
                 d32 = np.asarray(dists, np.float32)
@@ -214,8 +218,18 @@ def run_variant(variant: str, root: Path, workers: int) -> dict:
         from csc_evaluator.cli import main
 
         out = root / f"out{workers}"
-        rc = main([str(root / "submission.zip"), "--truth", str(root / "truth.zarr"), "--output",
-                   str(out / "result.json"), "--workers", str(workers), "-q"])
+        rc = main(
+            [
+                str(root / "submission.zip"),
+                "--truth",
+                str(root / "truth.zarr"),
+                "--output",
+                str(out / "result.json"),
+                "--workers",
+                str(workers),
+                "-q",
+            ]
+        )
         assert rc == 0, rc
         ext = json.loads((out / "result_extended.json").read_text())
         scores = {k: v.get("combined_score", v.get("iou")) for k, v in ext["label_scores"].items()}
@@ -248,15 +262,19 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         info = make_data(root, args.scale)
-        print(f"data: {info['crops']} crops up to {info['max_edge']}^3, {info['instances']} GT instances, "
-              f"{len(INSTANCE)}+{len(SEMANTIC)} classes, {info['voxels'] / 1e6:.1f} M truth voxels "
-              f"(made in {time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPUs)")
+        print(
+            f"data: {info['crops']} crops up to {info['max_edge']}^3, {info['instances']} GT instances, "
+            f"{len(INSTANCE)}+{len(SEMANTIC)} classes, {info['voxels'] / 1e6:.1f} M truth voxels "
+            f"(made in {time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPUs)"
+        )
         results = {}
         for name, variant, workers in (("ours-1", "ours", 1), ("ours-2", "ours", 2), ("reference", "reference", 1)):
             r = _spawn(variant, root, workers)
             results[name] = r
-            print(f"{name:<10} wall {r['wall_s']:8.2f} s   peak RSS {r['rss_mib']:6d} MiB   "
-                  f"{info['voxels'] / r['wall_s'] / 1e6:8.2f} M voxels/s")
+            print(
+                f"{name:<10} wall {r['wall_s']:8.2f} s   peak RSS {r['rss_mib']:6d} MiB   "
+                f"{info['voxels'] / r['wall_s'] / 1e6:8.2f} M voxels/s"
+            )
         ours, ref = results["ours-2"]["scores"], results["reference"]["scores"]
         worst = max(abs(ours[k] - ref[k]) for k in ref)
         same12 = results["ours-1"]["scores"] == results["ours-2"]["scores"]
@@ -264,8 +282,10 @@ def main() -> None:
         if worst > 1e-9 or not same12 or set(ours) != set(ref):
             sys.exit("bench evaluate: results differ")
         speedup = results["reference"]["wall_s"] / results["ours-2"]["wall_s"]
-        print(f"bench evaluate: speedup={speedup:.2f} wall_s={results['ours-2']['wall_s']:.2f} "
-              f"rss_mib={results['ours-2']['rss_mib']}")
+        print(
+            f"bench evaluate: speedup={speedup:.2f} wall_s={results['ours-2']['wall_s']:.2f} "
+            f"rss_mib={results['ours-2']['rss_mib']}"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -16,9 +16,13 @@ def write_truth(root: Path, arrays: dict[str, dict[str, tuple[np.ndarray, Geomet
     for crop, labels in arrays.items():
         cg = grp.require_group(crop)
         for label, (data, geom) in labels.items():
-            arr = volumes.create_array(cg, label, shape=data.shape, dtype=data.dtype,
-                                       attrs={"voxel_size": list(geom.voxel_size),
-                                              "translation": list(geom.translation)})
+            arr = volumes.create_array(
+                cg,
+                label,
+                shape=data.shape,
+                dtype=data.dtype,
+                attrs={"voxel_size": list(geom.voxel_size), "translation": list(geom.translation)},
+            )
             arr[...] = data
     return root
 
@@ -33,10 +37,17 @@ def write_submission(root: Path, arrays: dict[str, dict[str, tuple[np.ndarray, G
     for crop, labels in arrays.items():
         cg = grp.require_group(crop)
         for label, (data, geom) in labels.items():
-            arr = volumes.create_array(cg, label, shape=data.shape, dtype=data.dtype,
-                                       attrs={"voxel_size": list(geom.voxel_size),
-                                              "translation": list(geom.translation),
-                                              "shape": list(geom.shape)})
+            arr = volumes.create_array(
+                cg,
+                label,
+                shape=data.shape,
+                dtype=data.dtype,
+                attrs={
+                    "voxel_size": list(geom.voxel_size),
+                    "translation": list(geom.translation),
+                    "shape": list(geom.shape),
+                },
+            )
             arr[...] = data
     return root
 
@@ -79,6 +90,7 @@ def tiny_case(tmp_path):
     mito2[2:4, 2:4, 2:4] = 1
     truth = {"crop1": {"ecs": (ecs1, g1), "mito": (mito1, g1)}, "crop2": {"ecs": (ecs2, g2), "mito": (mito2, g2)}}
     write_truth(tmp_path / "truth.zarr", truth)
-    write_manifest_csv(tmp_path / "test_crop_manifest.csv",
-                       [(1, "ecs", g1), (1, "mito", g1), (2, "ecs", g2), (2, "mito", g2)])
+    write_manifest_csv(
+        tmp_path / "test_crop_manifest.csv", [(1, "ecs", g1), (1, "mito", g1), (2, "ecs", g2), (2, "mito", g2)]
+    )
     return tmp_path, truth

@@ -10,14 +10,29 @@ INST = ("mito", "nuc")
 
 
 def sem(tp, fp, fn, missing=False):
-    return {"tp": tp, "fp": fp, "fn": fn, "status": "missing" if missing else "scored", "num_voxels": 1000,
-            "voxel_size": [4.0, 4.0, 4.0], "is_missing": missing}
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "status": "missing" if missing else "scored",
+        "num_voxels": 1000,
+        "voxel_size": [4.0, 4.0, 4.0],
+        "is_missing": missing,
+    }
 
 
 def inst(tp, fp, fn, hsum, hn, missing=False, status="scored"):
-    return {"tp": tp, "fp": fp, "fn": fn, "hausdorff_norm_sum": hsum, "n_hausdorff": hn,
-            "status": "missing" if missing else status, "num_voxels": 1000, "voxel_size": [4.0, 4.0, 4.0],
-            "is_missing": missing}
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "hausdorff_norm_sum": hsum,
+        "n_hausdorff": hn,
+        "status": "missing" if missing else status,
+        "num_voxels": 1000,
+        "voxel_size": [4.0, 4.0, 4.0],
+        "is_missing": missing,
+    }
 
 
 def test_pooling_across_crops_then_plain_means():
@@ -48,8 +63,10 @@ def test_nothing_anywhere_scores_one():
 
 
 def test_skipped_crop_contributes_nothing():
-    per_crop = {"crop1": {"mito": inst(1, 0, 0, 1.0, 1)},
-                "crop2": {"mito": inst(0, 0, 0, 0.0, 0, status="skipped_too_many_instances")}}
+    per_crop = {
+        "crop1": {"mito": inst(1, 0, 0, 1.0, 1)},
+        "crop2": {"mito": inst(0, 0, 0, 0.0, 0, status="skipped_too_many_instances")},
+    }
     ls = aggregate.combine_scores(per_crop, instance_classes=INST)["label_scores"]
     assert ls["mito"]["combined_score"] == 1.0
 

@@ -50,8 +50,15 @@ def test_missing_crop_and_pooled_penalties(tmp_path, tiny_case, ev, capsys):
     assert pub["label_scores"]["mito"]["f1"] == pytest.approx(f1, abs=1e-12)
     assert pub["label_scores"]["mito"]["normalized_hausdorff_distance"] == pytest.approx(nh, abs=1e-12)
     assert pub["overall_score"] == pytest.approx(math.sqrt(math.sqrt(f1 * nh) * iou), abs=1e-12)
-    assert ext["crop2"]["ecs"] == {"tp": 0, "fp": 0, "fn": 216, "status": "missing", "num_voxels": 216,
-                                   "voxel_size": [2.0, 2.0, 2.0], "is_missing": True}
+    assert ext["crop2"]["ecs"] == {
+        "tp": 0,
+        "fp": 0,
+        "fn": 216,
+        "status": "missing",
+        "num_voxels": 216,
+        "voxel_size": [2.0, 2.0, 2.0],
+        "is_missing": True,
+    }
     assert ext["crop2"]["mito"]["is_missing"] and ext["crop2"]["mito"]["fn"] == 1
     assert ext["label_scores"]["ecs"]["fn"] == 216
     m = read_manifest(tmp_path / "out" / "scores.json", "scores")
@@ -72,8 +79,22 @@ def test_workers_do_not_change_results(tmp_path, tiny_case, ev):
 def test_instance_class_list_option(tmp_path, tiny_case, ev):
     _, truth = tiny_case
     ev.write_submission(tmp_path / "sub.zarr", truth)
-    assert main(["-s", str(tmp_path / "sub.zarr"), "-t", str(tmp_path / "truth.zarr"), "-r",
-                 str(tmp_path / "out" / "result.json"), "-ic", "ecs", "-q"]) == 0
+    assert (
+        main(
+            [
+                "-s",
+                str(tmp_path / "sub.zarr"),
+                "-t",
+                str(tmp_path / "truth.zarr"),
+                "-r",
+                str(tmp_path / "out" / "result.json"),
+                "-ic",
+                "ecs",
+                "-q",
+            ]
+        )
+        == 0
+    )
     pub, _ = _read(tmp_path)
     assert set(pub["label_scores"]["ecs"]) == {"f1", "normalized_hausdorff_distance", "combined_score"}
     assert set(pub["label_scores"]["mito"]) == {"iou"}
@@ -131,8 +152,19 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_case, ev, capsys):
     ev.write_submission(tmp_path / "sub.zarr", truth)
     assert main([str(tmp_path / "sub.zarr"), "--truth", str(tmp_path / "nope.zarr"), "-q"]) == 2
     _one_line_error(capsys, "nope.zarr: ground-truth zarr folder not found")
-    assert main([str(tmp_path / "sub.zarr"), "--truth", str(tmp_path / "truth.zarr"), "--test-manifest",
-                 str(tmp_path / "none.csv"), "-q"]) == 2
+    assert (
+        main(
+            [
+                str(tmp_path / "sub.zarr"),
+                "--truth",
+                str(tmp_path / "truth.zarr"),
+                "--test-manifest",
+                str(tmp_path / "none.csv"),
+                "-q",
+            ]
+        )
+        == 2
+    )
     _one_line_error(capsys, "none.csv: test crop manifest not found")
     (tmp_path / "evil.zip").write_bytes(b"")
     import zipfile
@@ -148,15 +180,21 @@ def test_ratio_guard_and_shape_mismatch_exit_2(tmp_path, tiny_case, ev, capsys, 
     _, truth = tiny_case
     data, g = truth["crop1"]["mito"]
     fine = np.repeat(np.repeat(np.repeat(data, 2, 0), 2, 1), 2, 2)
-    ev.write_submission(tmp_path / "sub.zarr", {"crop1": {"mito": (fine, Geometry((2.0,) * 3, g.translation, fine.shape))}})
+    ev.write_submission(
+        tmp_path / "sub.zarr", {"crop1": {"mito": (fine, Geometry((2.0,) * 3, g.translation, fine.shape))}}
+    )
     monkeypatch.setenv("MAX_VOLUME_SIZE_RATIO", "4")
     assert _run(tmp_path, tmp_path / "sub.zarr") == 2
     _one_line_error(capsys, "crop 1 class mito:")
     monkeypatch.delenv("MAX_VOLUME_SIZE_RATIO")
-    ev.write_manifest_csv(tmp_path / "test_crop_manifest.csv",
-                          [(1, "ecs", g), (1, "mito", Geometry(g.voxel_size, g.translation, (8, 8, 9)))])
+    ev.write_manifest_csv(
+        tmp_path / "test_crop_manifest.csv",
+        [(1, "ecs", g), (1, "mito", Geometry(g.voxel_size, g.translation, (8, 8, 9)))],
+    )
     assert _run(tmp_path, tmp_path / "sub.zarr") == 2
-    _one_line_error(capsys, "crop 1 class mito: ground-truth shape (8, 8, 8) does not match the test manifest (8, 8, 9)")
+    _one_line_error(
+        capsys, "crop 1 class mito: ground-truth shape (8, 8, 8) does not match the test manifest (8, 8, 9)"
+    )
     ev.write_manifest_csv(tmp_path / "test_crop_manifest.csv", [(1, "ecs", g)])
     assert _run(tmp_path, tmp_path / "sub.zarr") == 2
     _one_line_error(capsys, "crop 1 class mito: in the ground truth but not in the test manifest")
@@ -167,8 +205,18 @@ def test_umbrella_verb_and_table(tmp_path, tiny_case, ev, capsys):
 
     _, truth = tiny_case
     ev.write_submission(tmp_path / "sub.zarr", truth)
-    rc = umbrella.main(["evaluate", "-s", str(tmp_path / "sub.zarr"), "-t", str(tmp_path / "truth.zarr"),
-                        "-r", str(tmp_path / "out" / "result.json"), "--compare-empty"])
+    rc = umbrella.main(
+        [
+            "evaluate",
+            "-s",
+            str(tmp_path / "sub.zarr"),
+            "-t",
+            str(tmp_path / "truth.zarr"),
+            "-r",
+            str(tmp_path / "out" / "result.json"),
+            "--compare-empty",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().err
     assert "ecs          semantic     2    0" in text and "mito         instance     2    0" in text

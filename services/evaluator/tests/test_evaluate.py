@@ -9,8 +9,17 @@ from csc_evaluator.evaluate import Job, plan_jobs, pool_size
 
 
 def _job(voxels):
-    return Job(crop="crop1", label="ecs", truth="t", mask=None, pred=None, target=None, instance=False,
-               align_kind="semantic", voxels=voxels)
+    return Job(
+        crop="crop1",
+        label="ecs",
+        truth="t",
+        mask=None,
+        pred=None,
+        target=None,
+        instance=False,
+        align_kind="semantic",
+        voxels=voxels,
+    )
 
 
 def test_pool_size_is_capped_by_memory_jobs_and_request():
@@ -24,13 +33,19 @@ def test_pool_size_is_capped_by_memory_jobs_and_request():
 
 
 def test_constants_from_env(monkeypatch):
-    for k, v in {"FINAL_INSTANCE_RATIO_CUTOFF": "3", "INITIAL_INSTANCE_RATIO_CUTOFF": "7", "INSTANCE_RATIO_FACTOR": "2",
-                 "MAX_OVERLAP_EDGES": "9", "MCMF_COST_SCALE": "1000", "MAX_UNCOMPRESSED_SIZE": "5"}.items():
+    for k, v in {
+        "FINAL_INSTANCE_RATIO_CUTOFF": "3",
+        "INITIAL_INSTANCE_RATIO_CUTOFF": "7",
+        "INSTANCE_RATIO_FACTOR": "2",
+        "MAX_OVERLAP_EDGES": "9",
+        "MCMF_COST_SCALE": "1000",
+        "MAX_UNCOMPRESSED_SIZE": "5",
+    }.items():
         monkeypatch.setenv(k, v)
     c = Constants.from_env()
     assert (c.final_instance_ratio_cutoff, c.initial_instance_ratio_cutoff, c.instance_ratio_factor) == (3, 7, 2)
     assert (c.max_overlap_edges, c.mcmf_cost_scale, c.max_uncompressed_size) == (9, 1000, 5)
-    assert c.ratio_cutoff(2) == pytest.approx(3 + 7 * 2.718281828459045 ** -1)
+    assert c.ratio_cutoff(2) == pytest.approx(3 + 7 * 2.718281828459045**-1)
     monkeypatch.setenv("MCMF_COST_SCALE", "lots")
     with pytest.raises(InputError, match="MCMF_COST_SCALE: not a number"):
         Constants.from_env()
@@ -54,10 +69,15 @@ def test_plan_follows_truth_and_orders_by_manifest(tmp_path, tiny_case, ev):
     _, truth = tiny_case
     ev.write_submission(tmp_path / "sub.zarr", {"crop2": truth["crop2"]})
     rows = read_crop_manifest(tmp_path / "test_crop_manifest.csv")
-    plan, empty = plan_jobs(tmp_path / "sub.zarr", tmp_path / "truth.zarr", rows, instance_classes=["mito"],
-                            compare_empty=True)
+    plan, empty = plan_jobs(
+        tmp_path / "sub.zarr", tmp_path / "truth.zarr", rows, instance_classes=["mito"], compare_empty=True
+    )
     assert [(j.crop, j.label, j.pred is not None) for j in plan.jobs] == [
-        ("crop1", "ecs", False), ("crop1", "mito", False), ("crop2", "ecs", True), ("crop2", "mito", True)]
+        ("crop1", "ecs", False),
+        ("crop1", "mito", False),
+        ("crop2", "ecs", True),
+        ("crop2", "mito", True),
+    ]
     assert all(j.empty and j.pred is None for j in empty.jobs) and plan.total_evals == 4
     assert [j.instance for j in plan.jobs] == [False, True, False, True]
 
@@ -67,8 +87,18 @@ def test_corrupt_chunk_in_a_worker_is_one_clear_error(tmp_path, tiny_case, ev, c
     _, truth = tiny_case
     ev.write_submission(tmp_path / "sub.zarr", truth)
     (tmp_path / "sub.zarr" / "crop2" / "mito" / "0" / "0" / "0").write_bytes(b"garbage")
-    rc = main([str(tmp_path / "sub.zarr"), "--truth", str(tmp_path / "truth.zarr"), "--output",
-               str(tmp_path / "r.json"), "--workers", workers, "-q"])
+    rc = main(
+        [
+            str(tmp_path / "sub.zarr"),
+            "--truth",
+            str(tmp_path / "truth.zarr"),
+            "--output",
+            str(tmp_path / "r.json"),
+            "--workers",
+            workers,
+            "-q",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "crop 2 class mito:" in err[0] and "cannot read array data" in err[0], err
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "scores.json").exists()

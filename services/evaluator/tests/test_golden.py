@@ -28,12 +28,23 @@ def _same(got, want, where="$"):
 
 # "challenge" = documented class discovery (the truth has class groups and *_mask arrays) with
 # the official Hausdorff remap.
-@pytest.mark.parametrize(("rules", "expected"), [("documented", "documented"), ("official", "official"),
-                                                 ("challenge", "challenge")])
+@pytest.mark.parametrize(
+    ("rules", "expected"), [("documented", "documented"), ("official", "official"), ("challenge", "challenge")]
+)
 def test_golden_case(tmp_path, rules, expected):
     out = tmp_path / "result.json"
-    rc = main([str(CASE / "submission.zip"), "--truth", str(CASE / "truth.zarr"), "--output", str(out),
-               "--rules", rules, "-q"])
+    rc = main(
+        [
+            str(CASE / "submission.zip"),
+            "--truth",
+            str(CASE / "truth.zarr"),
+            "--output",
+            str(out),
+            "--rules",
+            rules,
+            "-q",
+        ]
+    )
     assert rc == 0
     for name in ("result.json", "result_extended.json"):
         _same(json.loads((tmp_path / name).read_text()), json.loads((CASE / f"expected_{expected}" / name).read_text()))

@@ -13,7 +13,17 @@ def test_real_test_manifest_total_evals(shared_cellmap):
     keys = {(r.crop_id, r.class_label) for r in rows}
     assert len(keys) == 413 and len({r.crop_id for r in rows}) == 16  # UPSTREAM.md §9.3 / §13
     assert {label for _, label in keys if label in INSTANCE_CLASSES} == {
-        "nuc", "ves", "endo", "lyso", "ld", "perox", "mito", "np", "mt", "cell"}
+        "nuc",
+        "ves",
+        "endo",
+        "lyso",
+        "ld",
+        "perox",
+        "mito",
+        "np",
+        "mt",
+        "cell",
+    }
 
 
 def test_truth_scored_against_itself_is_perfect(synthetic_data, tmp_path):
@@ -21,8 +31,19 @@ def test_truth_scored_against_itself_is_perfect(synthetic_data, tmp_path):
     truth = ds.resolve(ds["truth"])
     csv = ds.resolve(ds["test_manifest"])
     # the truth zarr is itself a valid (perfect) unzipped submission
-    rc = main([str(truth), "--truth", str(truth), "--test-manifest", str(csv), "--output",
-               str(tmp_path / "result.json"), "--compare-empty", "-q"])
+    rc = main(
+        [
+            str(truth),
+            "--truth",
+            str(truth),
+            "--test-manifest",
+            str(csv),
+            "--output",
+            str(tmp_path / "result.json"),
+            "--compare-empty",
+            "-q",
+        ]
+    )
     assert rc == 0
     pub = json.loads((tmp_path / "result.json").read_text())
     assert pub["overall_score"] == 1.0 and pub["num_evals_done"] >= 2

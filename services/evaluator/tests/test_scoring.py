@@ -187,9 +187,7 @@ def test_optimal_not_greedy():
 
 def test_costs_truncate_like_the_official():
     iou = np.array([0.5, 1 / 3, 1e-30, 1.0], np.float32)
-    assert scoring.match_costs(iou, 1_000_000).tolist() == [
-        int((1.0 - float(v)) * 1_000_000) for v in iou
-    ]
+    assert scoring.match_costs(iou, 1_000_000).tolist() == [int((1.0 - float(v)) * 1_000_000) for v in iou]
 
 
 # ---------------------------------------------------------------- matching == official min-cost flow
@@ -243,7 +241,10 @@ def _reference_hausdorff(a, b, vs, cap):
         return 0.0
     if not a.any() or not b.any():
         return cap
-    d = max(ndimage.distance_transform_edt(~b, sampling=vs)[a].max(), ndimage.distance_transform_edt(~a, sampling=vs)[b].max())
+    d = max(
+        ndimage.distance_transform_edt(~b, sampling=vs)[a].max(),
+        ndimage.distance_transform_edt(~a, sampling=vs)[b].max(),
+    )
     return min(d, cap)
 
 
@@ -267,8 +268,9 @@ def test_roi_hausdorff_equals_full_volume(seed):
 
 def test_normalisation_and_cap():
     assert scoring.compute_max_distance((2.0, 4.0, 8.0), (100, 10, 10)) == 20.0
-    np.testing.assert_allclose(scoring.normalize_distances(np.array([0.0, 5.0, np.inf]), (3.0, 4.0, 0.0 + 1e-12)),
-                               [1.0, 1.01 ** -1.0, 0.0])
+    np.testing.assert_allclose(
+        scoring.normalize_distances(np.array([0.0, 5.0, np.inf]), (3.0, 4.0, 0.0 + 1e-12)), [1.0, 1.01**-1.0, 0.0]
+    )
 
 
 def test_documented_vs_official_unmatched_prediction_ids():

@@ -14,13 +14,22 @@ from csc_common.fsutil import atomic_write_text
 from csc_common.manifest import artifact, new_manifest, now, write_manifest
 
 
-def make_model(folder: Path, *, dims: int, classes=("mito", "nuc", "er"), depth: int = 3, norm: str = "batch",
-               patch=None, seed: int = 0) -> Path:
+def make_model(
+    folder: Path,
+    *,
+    dims: int,
+    classes=("mito", "nuc", "er"),
+    depth: int = 3,
+    norm: str = "batch",
+    patch=None,
+    seed: int = 0,
+) -> Path:
     """Write checkpoint, sample_input.npy and model.json under ``folder``; returns the manifest path."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    arch = nets.normalize_architecture({"dims": dims, "out_channels": len(classes), "depth": depth,
-                                        "base_features": 4, "norm": norm})
+    arch = nets.normalize_architecture(
+        {"dims": dims, "out_channels": len(classes), "depth": depth, "base_features": 4, "norm": norm}
+    )
     model = nets.build_model(arch)
     # Non-trivial BatchNorm running statistics, as after training.
     model.train()
@@ -36,8 +45,12 @@ def make_model(folder: Path, *, dims: int, classes=("mito", "nuc", "er"), depth:
     body = {
         "name": folder.name,
         "architecture": {**arch, "parameters": sum(p.numel() for p in model.parameters())},
-        "input": {"channels": 1, "patch_shape": patch, "voxel_size": [8.0, 8.0, 8.0],
-                  "normalization": {"scale": 1 / 255, "offset": 0.0}},
+        "input": {
+            "channels": 1,
+            "patch_shape": patch,
+            "voxel_size": [8.0, 8.0, 8.0],
+            "normalization": {"scale": 1 / 255, "offset": 0.0},
+        },
         "classes": list(classes),
         "output": "logits",
         "valid_shape": {"multiple": [1 if dims == 2 else m, m, m], "min": [1 if dims == 2 else m, m, m]},
@@ -52,8 +65,10 @@ def make_model(folder: Path, *, dims: int, classes=("mito", "nuc", "er"), depth:
 @pytest.fixture
 def model_manifest(tmp_path):
     """Factory: ``model_manifest(dims=3)`` -> path of a fresh model manifest in tmp_path."""
+
     def make(**kw):
         return make_model(tmp_path / f"model{kw.get('dims', 3)}d", **kw)
+
     return make
 
 

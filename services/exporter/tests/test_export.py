@@ -76,13 +76,16 @@ def _wrong_arch(model_json):
     model_json.write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize(("break_it", "expect"), [
-    (_corrupt, "sha256 does not match the model manifest"),
-    (_corrupt_consistently, "corrupt or unreadable checkpoint"),
-    (_wrong_arch, "does not match the manifest's"),
-    (lambda p: (p.parent / "checkpoints" / "best.pt").unlink(), "not found"),
-    (lambda p: p.write_text('{"kind": "dataset", "schema_version": 1}'), "/kind: is 'dataset', expected 'model'"),
-])
+@pytest.mark.parametrize(
+    ("break_it", "expect"),
+    [
+        (_corrupt, "sha256 does not match the model manifest"),
+        (_corrupt_consistently, "corrupt or unreadable checkpoint"),
+        (_wrong_arch, "does not match the manifest's"),
+        (lambda p: (p.parent / "checkpoints" / "best.pt").unlink(), "not found"),
+        (lambda p: p.write_text('{"kind": "dataset", "schema_version": 1}'), "/kind: is 'dataset', expected 'model'"),
+    ],
+)
 def test_bad_input_one_line_exit_2(model_manifest, capsys, break_it, expect):
     model_json = model_manifest(dims=3)
     break_it(model_json)

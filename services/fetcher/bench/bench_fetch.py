@@ -34,8 +34,10 @@ from csc_fetcher.testing import upload_folder
 
 DS = "syn_iso-1"
 EM = f"{DS}/{DS}.zarr/recon-1/em/fibsem-uint8"
-RUNNER = ("import resource, sys\nfrom csc_fetcher.cli import main\nrc = main(sys.argv[1:])\n"
-          "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)\n")
+RUNNER = (
+    "import resource, sys\nfrom csc_fetcher.cli import main\nrc = main(sys.argv[1:])\n"
+    "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)\n"
+)
 
 
 def free_port() -> int:
@@ -74,10 +76,30 @@ def make_large(small: Path, large: Path, tiles: int) -> None:
 
 def fetch(proxy: str, bucket_dir: Path, bucket: str, dest: Path, workers: int, *extra: str) -> dict:
     man = dest.parent / f"{dest.name}-manifest.csv"
-    man.write_text((bucket_dir / "manifest.csv").read_text().replace(f"s3://{synthetic.BUCKET_NAME}/", f"s3://{bucket}/"))
-    cmd = [sys.executable, "-c", RUNNER, "--source", "s3", "--endpoint-url", proxy, "--dest", str(dest),
-           "--manifest", str(man), "--test-manifest", str(bucket_dir / "test_crop_manifest.csv"),
-           "--datasets", DS, "-w", str(workers), "-q", *extra]
+    man.write_text(
+        (bucket_dir / "manifest.csv").read_text().replace(f"s3://{synthetic.BUCKET_NAME}/", f"s3://{bucket}/")
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        RUNNER,
+        "--source",
+        "s3",
+        "--endpoint-url",
+        proxy,
+        "--dest",
+        str(dest),
+        "--manifest",
+        str(man),
+        "--test-manifest",
+        str(bucket_dir / "test_crop_manifest.csv"),
+        "--datasets",
+        DS,
+        "-w",
+        str(workers),
+        "-q",
+        *extra,
+    ]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -86,8 +108,15 @@ def fetch(proxy: str, bucket_dir: Path, bucket: str, dest: Path, workers: int, *
     rss = int(next(ln.split()[1] for ln in p.stderr.splitlines() if ln.startswith("maxrss_kib")))
     m = json.loads((dest / "dataset.json").read_text())
     c, t = m["counts"], m["timings"]
-    return {"objects": c["fetched_objects"], "bytes": c["fetched_bytes"], "copy_s": t["copy_s"], "plan_s": t["plan_s"],
-            "wall_s": wall, "rss_mib": rss / 1024, "objects_s": c["fetched_objects"] / max(t["copy_s"], 1e-9)}
+    return {
+        "objects": c["fetched_objects"],
+        "bytes": c["fetched_bytes"],
+        "copy_s": t["copy_s"],
+        "plan_s": t["plan_s"],
+        "wall_s": wall,
+        "rss_mib": rss / 1024,
+        "objects_s": c["fetched_objects"] / max(t["copy_s"], 1e-9),
+    }
 
 
 def main() -> int:
@@ -104,16 +133,24 @@ def main() -> int:
         large = work / "large"
         make_large(small, large, args.tiles)
         port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         endpoint = f"http://127.0.0.1:{port}"
         wait_http(endpoint)
         t0 = time.perf_counter()
         n = upload_folder(endpoint, "bench-small", small, include=(f"{DS}/",), workers=16)
         n += upload_folder(endpoint, "bench-large", large, include=(f"{DS}/",), workers=16)
         print(f"uploaded {n} objects to moto in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        px = subprocess.Popen([sys.executable, "-m", "csc_fetcher.testing", "proxy", str(port),
-                               "--latency", str(args.latency)], stdout=subprocess.PIPE, text=True)
+        px = subprocess.Popen(
+            [sys.executable, "-m", "csc_fetcher.testing", "proxy", str(port), "--latency", str(args.latency)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         procs.append(px)
         proxy = px.stdout.readline().strip()  # type: ignore[union-attr]
 
@@ -124,13 +161,19 @@ def main() -> int:
         rl = fetch(proxy, large, "bench-large", work / "dl", args.workers, "--raw-padding", "10000")
         speedup = many["objects_s"] / one["objects_s"]
         for name, r in (("1 worker", one), (f"{args.workers} workers", many), ("small, all", rs), ("large, all", rl)):
-            print(f"{name:>12}: {r['objects']:>5} objects {r['bytes'] / 2**20:7.1f} MiB  copy {r['copy_s']:6.2f} s "
-                  f"({r['objects_s']:6.1f} objects/s)  plan {r['plan_s']:5.2f} s  peak RSS {r['rss_mib']:6.1f} MiB")
-        print(f"latency {args.latency * 1000:.0f} ms/request; end-to-end speed-up incl. planning "
-              f"{one['wall_s'] / many['wall_s']:.1f}x")
+            print(
+                f"{name:>12}: {r['objects']:>5} objects {r['bytes'] / 2**20:7.1f} MiB  copy {r['copy_s']:6.2f} s "
+                f"({r['objects_s']:6.1f} objects/s)  plan {r['plan_s']:5.2f} s  peak RSS {r['rss_mib']:6.1f} MiB"
+            )
+        print(
+            f"latency {args.latency * 1000:.0f} ms/request; end-to-end speed-up incl. planning "
+            f"{one['wall_s'] / many['wall_s']:.1f}x"
+        )
         sys.stdout.flush()
-        print(f"bench fetch: speedup={speedup:.1f} objects_s={many['objects_s']:.0f} "
-              f"rss_small_mib={rs['rss_mib']:.0f} rss_large_mib={rl['rss_mib']:.0f}")
+        print(
+            f"bench fetch: speedup={speedup:.1f} objects_s={many['objects_s']:.0f} "
+            f"rss_small_mib={rs['rss_mib']:.0f} rss_large_mib={rl['rss_mib']:.0f}"
+        )
         return 0
     finally:
         for p in procs:

@@ -21,7 +21,20 @@ def tiny_bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fetched_tiny(tmp_path_factory: pytest.TempPathFactory, tiny_bucket: Path) -> Path:
     """A full fetch (all crops, all classes) of the tiny bucket; returns the dest folder."""
     dest = tmp_path_factory.mktemp("fetched")
-    rc = main(["--source", "synthetic", "--size", "tiny", "--bucket-dir", str(tiny_bucket), "--dest", str(dest),
-               "--output", str(dest / "dataset.json"), "-q"])
+    rc = main(
+        [
+            "--source",
+            "synthetic",
+            "--size",
+            "tiny",
+            "--bucket-dir",
+            str(tiny_bucket),
+            "--dest",
+            str(dest),
+            "--output",
+            str(dest / "dataset.json"),
+            "-q",
+        ]
+    )
     assert rc == 0
     return dest

@@ -16,13 +16,30 @@ from csc_fetcher.plan import chunk_ranges
 
 
 def _fetch(tiny_bucket: Path, dest: Path, *extra: str) -> int:
-    return main(["--source", "synthetic", "--size", "tiny", "--bucket-dir", str(tiny_bucket), "--dest", str(dest),
-                 "--output", str(dest / "dataset.json"), "-q", *extra])
+    return main(
+        [
+            "--source",
+            "synthetic",
+            "--size",
+            "tiny",
+            "--bucket-dir",
+            str(tiny_bucket),
+            "--dest",
+            str(dest),
+            "--output",
+            str(dest / "dataset.json"),
+            "-q",
+            *extra,
+        ]
+    )
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".synthetic-bucket" not in p.parts and p.name != "dataset.json"}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".synthetic-bucket" not in p.parts and p.name != "dataset.json"
+    }
 
 
 def test_full_fetch_layout_and_manifest(fetched_tiny: Path, tiny_bucket: Path) -> None:
@@ -34,7 +51,8 @@ def test_full_fetch_layout_and_manifest(fetched_tiny: Path, tiny_bucket: Path) -
         em = man.resolve(d["zarr"]) / d["em"]["path"]
         levels = read_levels(em)
         assert [lv.geometry.to_json() for lv in levels] == [
-            {k: v for k, v in x.items() if k not in ("path", "fetched")} for x in d["em"]["levels"]]
+            {k: v for k, v in x.items() if k not in ("path", "fetched")} for x in d["em"]["levels"]
+        ]
     for c in man["crops"]:
         cs = next(x for x in spec.crops if x.crop_id == c["id"])
         assert c["split"] == cs.split
@@ -76,8 +94,12 @@ def test_em_near_crops_reads_back_like_the_source(fetched_tiny: Path, tiny_bucke
 
 def test_selection_crops_classes_padding_resolution(tmp_path: Path, tiny_bucket: Path) -> None:
     dest = tmp_path / "d"
-    assert _fetch(tiny_bucket, dest, "--crops", "101,902", "--classes", "mito,nuc", "--resolution", "8",
-                  "--raw-padding", "3") == 0
+    assert (
+        _fetch(
+            tiny_bucket, dest, "--crops", "101,902", "--classes", "mito,nuc", "--resolution", "8", "--raw-padding", "3"
+        )
+        == 0
+    )
     man = read_manifest(dest / "dataset.json", "dataset")
     assert {(c["id"], c["split"]) for c in man["crops"]} == {(101, "train"), (902, "test")}
     for c in man["crops"]:
@@ -130,7 +152,9 @@ def test_overwrite_mode_removes_old_dataset_tree(tmp_path: Path, tiny_bucket: Pa
     assert read_manifest(dest / "dataset.json", "dataset")["counts"]["skipped_objects"] == 0
 
 
-def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_plan_and_writes_nothing(
+    tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     dest = tmp_path / "d"
     assert _fetch(tiny_bucket, dest, "--dry-run", "--crops", "test") == 0
     out = capsys.readouterr().out
@@ -138,17 +162,21 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path: Path, tiny_bucket: Pat
     assert not dest.exists()
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--crops", "101,999"], "unknown crop id"),
-    (["--classes", "mito,bogus"], "unknown class"),
-    (["--datasets", "jrc_nope"], "unknown dataset"),
-    (["--raw-padding", "-1"], "raw-padding"),
-    (["--num-workers", "0"], "num-workers"),
-    (["--resolution", "abc"], "resolution"),
-    (["--access-mode", "delete"], ""),
-])
-def test_bad_input_exits_2_with_one_line(tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str],
-                                         args: list[str], match: str) -> None:
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--crops", "101,999"], "unknown crop id"),
+        (["--classes", "mito,bogus"], "unknown class"),
+        (["--datasets", "jrc_nope"], "unknown dataset"),
+        (["--raw-padding", "-1"], "raw-padding"),
+        (["--num-workers", "0"], "num-workers"),
+        (["--resolution", "abc"], "resolution"),
+        (["--access-mode", "delete"], ""),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str], args: list[str], match: str
+) -> None:
     dest = tmp_path / "d"
     assert _fetch(tiny_bucket, dest, *args) == 2
     err = capsys.readouterr().err.strip()
@@ -182,8 +210,10 @@ def test_fetched_em_and_labels_line_up(fetched_tiny: Path) -> None:
         classes = {k["name"]: k for k in c["classes"]}
         g = Geometry.from_json(classes["ecs"]["geometry"])
         img = read_resampled(zarr.open_array(str(em_root / "s0"), mode="r"), s0.geometry, g, order=1)
-        lab = {n: zarr.open_array(str(man.resolve(d["zarr"]) / k["path"] / "s0"), mode="r")[:] > 0
-               for n, k in classes.items()}
+        lab = {
+            n: zarr.open_array(str(man.resolve(d["zarr"]) / k["path"] / "s0"), mode="r")[:] > 0
+            for n, k in classes.items()
+        }
         if lab["ecs"].sum() > 50 and lab["cyto"].sum() > 50:
             assert img[lab["ecs"]].mean() > img[lab["cyto"]].mean() + 20, c["id"]
         if "mito" in lab and lab["mito"].sum() > 50:

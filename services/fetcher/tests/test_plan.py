@@ -85,17 +85,26 @@ def test_real_manifests_parse_and_select(shared_cellmap: Path) -> None:
     s = select(train, test, crops="test")
     assert len(s.test) == 16 and not s.train
     assert {rows[0].dataset for rows in s.test.values()} == {
-        "jrc_ctl-id8-1", "jrc_fly-vnc-1", "jrc_mus-kidney", "jrc_mus-liver-zon-2", "jrc_mus-nacc-1", "jrc_zf-cardiac-1"}
+        "jrc_ctl-id8-1",
+        "jrc_fly-vnc-1",
+        "jrc_mus-kidney",
+        "jrc_mus-liver-zon-2",
+        "jrc_mus-nacc-1",
+        "jrc_zf-cardiac-1",
+    }
     s = select(train, test, crops="234,557", classes=["mito"])
     assert [t.crop_id for t in s.train] == [234] and [r.class_label for r in s.test[557]] == ["mito"]
 
 
-@pytest.mark.parametrize("text,match", [
-    ("", "header"),
-    ("crop_number,collection\n1,a", "header"),
-    ("crop_number,collection,alignment,crop_url,em_url\nx,a,recon-1,s3://b/k,s3://b/e", "line 2.*integer"),
-    ("crop_number,collection,alignment,crop_url,em_url\n1,a,recon-1,s3://b/k", "line 2.*5 comma"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "header"),
+        ("crop_number,collection\n1,a", "header"),
+        ("crop_number,collection,alignment,crop_url,em_url\nx,a,recon-1,s3://b/k,s3://b/e", "line 2.*integer"),
+        ("crop_number,collection,alignment,crop_url,em_url\n1,a,recon-1,s3://b/k", "line 2.*5 comma"),
+    ],
+)
 def test_malformed_fetch_manifest(text: str, match: str) -> None:
     with pytest.raises(InputError, match=match):
         parse_fetch_manifest(text, "m.csv")

@@ -53,8 +53,11 @@ def test_copy_skips_complete_and_reports_failures(tmp_path: Path) -> None:
     (tmp_path / "src" / "ok").write_bytes(b"12345")
     src = LocalSource(tmp_path / "src")
     dest = tmp_path / "dest"
-    items = [Item("ok", dest / "ok", ObjectInfo("ok", 5)), Item("meta", dest / "meta", data=b"{}"),
-             Item("gone", dest / "gone", ObjectInfo("gone", 3))]
+    items = [
+        Item("ok", dest / "ok", ObjectInfo("ok", 5)),
+        Item("meta", dest / "meta", data=b"{}"),
+        Item("gone", dest / "gone", ObjectInfo("gone", 3)),
+    ]
     r = copy(items, src, workers=4, batch_size=256)
     assert (r.fetched, r.missing, r.skipped) == (2, 1, 0)
     assert all(is_complete(i) for i in items[:2]) and not (dest / "gone").exists()

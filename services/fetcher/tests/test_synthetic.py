@@ -10,8 +10,10 @@ from csc_fetcher import synthetic
 
 
 def _arrays(root: Path) -> dict[str, np.ndarray]:
-    return {str(p.parent.relative_to(root)): zarr.open_array(str(p.parent), mode="r")[:]
-            for p in sorted(root.rglob(".zarray"))}
+    return {
+        str(p.parent.relative_to(root)): zarr.open_array(str(p.parent), mode="r")[:]
+        for p in sorted(root.rglob(".zarray"))
+    }
 
 
 def test_same_seed_same_data_other_seed_other_data(tiny_bucket: Path, tmp_path: Path) -> None:
@@ -50,8 +52,10 @@ def test_bucket_layout_and_ome_ngff(tiny_bucket: Path) -> None:
         for fine, coarse in zip(levels, levels[1:], strict=False):
             np.testing.assert_allclose(coarse.geometry.voxel_size, np.multiply(fine.geometry.voxel_size, 2))
             # a 2x-averaged level starts half a finer voxel further on
-            np.testing.assert_allclose(np.subtract(coarse.geometry.translation, fine.geometry.translation),
-                                       np.divide(fine.geometry.voxel_size, 2))
+            np.testing.assert_allclose(
+                np.subtract(coarse.geometry.translation, fine.geometry.translation),
+                np.divide(fine.geometry.voxel_size, 2),
+            )
         a = zarr.open_array(str(em / "s0"), mode="r")
         assert a.dtype == np.uint8 and a.shape == levels[0].geometry.shape
         zarray = json.loads((em / "s0" / ".zarray").read_text())
@@ -81,8 +85,9 @@ def test_classes_unannotated_folder_and_label_values(tiny_bucket: Path) -> None:
     for cid, m in missing:
         crop = next(c for c in spec.crops if c.crop_id == cid)
         for cls in m:
-            assert not (tiny_bucket / crop.dataset / f"{crop.dataset}.zarr" / "recon-1/labels/groundtruth"
-                        / f"crop{cid}" / cls).exists()
+            assert not (
+                tiny_bucket / crop.dataset / f"{crop.dataset}.zarr" / "recon-1/labels/groundtruth" / f"crop{cid}" / cls
+            ).exists()
     crop = spec.train_crops()[0]
     base = tiny_bucket / crop.dataset / f"{crop.dataset}.zarr/recon-1/labels/groundtruth/crop{crop.crop_id}"
     for cls in crop.classes:

@@ -31,11 +31,12 @@ def write_processed(root: Path, volumes: list[Vol], dataset: str = "ds", *, layo
         arr = create_array(parent, array_name, shape=data.shape, dtype=data.dtype, attrs=attrs)
         arr[...] = data
         crops.setdefault(crop_id, {"id": crop_id, "dataset": dataset, "classes": []})["classes"].append(
-            {"name": name, "kind": class_kind(name), "path": path, "geometry": geom.to_json(),
-             "dtype": data.dtype.name})
+            {"name": name, "kind": class_kind(name), "path": path, "geometry": geom.to_json(), "dtype": data.dtype.name}
+        )
     out = root / "processed.json"
-    write_manifest(out, new_manifest("processed", "postprocessor", now(), zarr="processed.zarr",
-                                     crops=list(crops.values())))
+    write_manifest(
+        out, new_manifest("processed", "postprocessor", now(), zarr="processed.zarr", crops=list(crops.values()))
+    )
     return out
 
 

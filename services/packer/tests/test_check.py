@@ -69,15 +69,23 @@ def _edit_attrs(z, path, **changes):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda z: _edit_attrs(z, "crop7/mito", translation=[1001.3, 40.0, 20.0]),
-         r"crop7/mito: shape \(6, 8, 10\) at translation \(1001.3, 40, 20\) does not match the test manifest"),
-        (lambda z: _edit_attrs(z, "crop7/mito", translation=None),
-         "crop7/mito: no translation/offset attr: the evaluator assumes 0"),
-        (lambda z: _edit_attrs(z, "crop7/mito", voxel_size=None, shape=None),
-         None),  # shape still matches: matched by shape only, a warning
+        (
+            lambda z: _edit_attrs(z, "crop7/mito", translation=[1001.3, 40.0, 20.0]),
+            r"crop7/mito: shape \(6, 8, 10\) at translation \(1001.3, 40, 20\) does not match the test manifest",
+        ),
+        (
+            lambda z: _edit_attrs(z, "crop7/mito", translation=None),
+            "crop7/mito: no translation/offset attr: the evaluator assumes 0",
+        ),
+        (
+            lambda z: _edit_attrs(z, "crop7/mito", voxel_size=None, shape=None),
+            None,
+        ),  # shape still matches: matched by shape only, a warning
         (lambda z: _edit_attrs(z, "crop7/mito", shape=[6, 8, 11]), r"attr shape \[6, 8, 11\] contradicts"),
-        (lambda z: _edit_attrs(z, "crop7/mito", voxel_size=[0.25, 0.25, 0.25]),
-         r"after resampling \(\(0, 0, 1\) voxels at offset \(0, 0, 0\)\) it does not cover the test crop"),
+        (
+            lambda z: _edit_attrs(z, "crop7/mito", voxel_size=[0.25, 0.25, 0.25]),
+            r"after resampling \(\(0, 0, 1\) voxels at offset \(0, 0, 0\)\) it does not cover the test crop",
+        ),
         (lambda z: _edit_attrs(z, "crop7/mito", voxel_size=["a", 1, 1]), "crop7/mito: unreadable: .*bad voxel_size"),
     ],
 )
@@ -108,11 +116,18 @@ def test_resampling_size_guard(tmp_path, monkeypatch):
 def test_wrong_shape_is_an_error(tmp_path):
     z = _good_zarr(tmp_path)
     grp = open_group(z / "crop7", mode="a")
-    create_array(grp, "mito", shape=(6, 8, 9), dtype=np.uint32,
-                 attrs={"voxel_size": [4, 4, 4], "translation": list(G.translation), "shape": [6, 8, 9]})
+    create_array(
+        grp,
+        "mito",
+        shape=(6, 8, 9),
+        dtype=np.uint32,
+        attrs={"voxel_size": [4, 4, 4], "translation": list(G.translation), "shape": [6, 8, 9]},
+    )
     report = check_zip(_zip_dir(z, tmp_path / "s.zip"), ROWS)
     assert [f.where for f in report.errors] == ["crop7/mito"]
-    assert "shape (6, 8, 9) at translation" in report.errors[0].message and "(shape (6, 8, 10)" in report.errors[0].message
+    assert (
+        "shape (6, 8, 9) at translation" in report.errors[0].message and "(shape (6, 8, 10)" in report.errors[0].message
+    )
 
 
 def test_accepted_variants_warn_but_pass(tmp_path):
@@ -130,9 +145,14 @@ def test_multiscale_group_is_read_at_the_closest_level(tmp_path):
     import shutil
 
     shutil.rmtree(z / "crop7" / "mito")
-    write_multiscale(open_group(z / "crop7", mode="a"), "mito",
-                     [(np.zeros(G.shape, np.uint32), G), (np.zeros((3, 4, 5), np.uint32),
-                                                          Geometry((8, 8, 8), G.translation, (3, 4, 5)))])
+    write_multiscale(
+        open_group(z / "crop7", mode="a"),
+        "mito",
+        [
+            (np.zeros(G.shape, np.uint32), G),
+            (np.zeros((3, 4, 5), np.uint32), Geometry((8, 8, 8), G.translation, (3, 4, 5))),
+        ],
+    )
     report = check_zip(_zip_dir(z, tmp_path / "s.zip"), ROWS)
     assert report.passed(strict=True), _lines(report)
 
@@ -170,9 +190,18 @@ BIG = b"0" * 3_000_000  # > 1 MiB, deflates about 1000:1
         ("./", None, {}, "ERROR   ./: member './' resolves to the extraction folder itself"),
         ("crop7/mito/.zarray", None, {}, "ERROR   crop7/mito/.zarray: member 'crop7/mito/.zarray' appears twice"),
         ("secret", "encrypted", {}, "ERROR   secret: member 'secret' is encrypted"),
-        ("extra", None, {"CSC_MAX_ZIP_MEMBERS": "3"}, "ERROR   zip: {n} members exceed the limit of 3 (CSC_MAX_ZIP_MEMBERS)"),
-        ("extra", None, {"MAX_UNCOMPRESSED_SIZE": "100"},
-         "ERROR   zip: uncompressed size {size} bytes exceeds the limit of 100 bytes (MAX_UNCOMPRESSED_SIZE)"),
+        (
+            "extra",
+            None,
+            {"CSC_MAX_ZIP_MEMBERS": "3"},
+            "ERROR   zip: {n} members exceed the limit of 3 (CSC_MAX_ZIP_MEMBERS)",
+        ),
+        (
+            "extra",
+            None,
+            {"MAX_UNCOMPRESSED_SIZE": "100"},
+            "ERROR   zip: uncompressed size {size} bytes exceeds the limit of 100 bytes (MAX_UNCOMPRESSED_SIZE)",
+        ),
         ("bomb", BIG, {"CSC_MAX_COMPRESSION_RATIO": "50"}, "ERROR   bomb: member 'bomb' compression ratio "),
     ],
 )

@@ -60,8 +60,7 @@ def test_perfect_prediction_round_trips_in_the_challenge_format(make_processed, 
 
 
 @pytest.mark.parametrize("layout", ["group", "flat"])
-def test_a_path_naming_the_group_or_a_plain_array_packs_the_same(make_processed, make_test_manifest, tmp_path,
-                                                                  layout):
+def test_a_path_naming_the_group_or_a_plain_array_packs_the_same(make_processed, make_test_manifest, tmp_path, layout):
     """The processed layout (``crop<N>/<class>/s0`` in an OME-NGFF group) is the default; other readable forms too."""
     _, mito, er = _truth()
     vols = [(7, "mito", mito, ROW_MITO), (7, "er", er, ROW_ER)]
@@ -77,8 +76,7 @@ def test_a_path_naming_the_group_or_a_plain_array_packs_the_same(make_processed,
 
 def test_ids_above_255_stay_distinct(make_processed, make_test_manifest, tmp_path):
     ids = np.arange(1, 12 * 16 * 20 + 1, dtype=np.uint32).reshape(ROW_MITO.shape)  # 3840 distinct ids
-    rc, out = _pack(make_processed([(7, "mito", ids, ROW_MITO)]), make_test_manifest([(7, "mito", ROW_MITO)]),
-                    tmp_path)
+    rc, out = _pack(make_processed([(7, "mito", ids, ROW_MITO)]), make_test_manifest([(7, "mito", ROW_MITO)]), tmp_path)
     assert rc == 0
     got, _ = _zip_array(out.with_suffix(".zip"), "crop7/mito")
     assert got.dtype == np.uint32 and len(np.unique(got)) == ids.size and np.array_equal(got, ids)
@@ -108,8 +106,11 @@ def test_finer_prediction_lands_on_the_coarser_test_grid(make_processed, make_te
     coarse, mito, _ = _truth()
     fine = Geometry((2.0, 2.0, 2.0), ROW_ER.translation, tuple(2 * n for n in mito.shape))
     row = Geometry((4.0, 4.0, 4.0), ROW_ER.translation, mito.shape)
-    rc, out = _pack(make_processed([(7, "mito", mito.repeat(2, 0).repeat(2, 1).repeat(2, 2), fine)]),
-                    make_test_manifest([(7, "mito", row)]), tmp_path)
+    rc, out = _pack(
+        make_processed([(7, "mito", mito.repeat(2, 0).repeat(2, 1).repeat(2, 2), fine)]),
+        make_test_manifest([(7, "mito", row)]),
+        tmp_path,
+    )
     assert rc == 0
     got, _ = _zip_array(out.with_suffix(".zip"), "crop7/mito")
     np.testing.assert_array_equal(got, mito)
@@ -122,8 +123,11 @@ def test_offset_prediction_is_snapped_and_cropped_onto_the_test_box(make_process
     vs = np.asarray(ROW_MITO.voxel_size)
     # translation off-grid by less than a voxel: snapping floors it onto the test grid
     tr = tuple(np.asarray(ROW_MITO.translation) - vs * (3, 5, 2) + 0.4)
-    rc, out = _pack(make_processed([(7, "mito", big, Geometry(ROW_MITO.voxel_size, tr, big.shape))]),
-                    make_test_manifest([(7, "mito", ROW_MITO)]), tmp_path)
+    rc, out = _pack(
+        make_processed([(7, "mito", big, Geometry(ROW_MITO.voxel_size, tr, big.shape))]),
+        make_test_manifest([(7, "mito", ROW_MITO)]),
+        tmp_path,
+    )
     assert rc == 0
     got, _ = _zip_array(out.with_suffix(".zip"), "crop7/mito")
     np.testing.assert_array_equal(got, mito)
@@ -153,8 +157,9 @@ def test_missing_rows_warn_or_fail_with_strict(make_processed, make_test_manifes
         (lambda p: (p.parent / "processed.zarr" / ".zgroup").unlink(), "processed.zarr"),
     ],
 )
-def test_bad_input_one_line_exit_2_nothing_written(make_processed, make_test_manifest, tmp_path, capsys, breakit,
-                                                   message):
+def test_bad_input_one_line_exit_2_nothing_written(
+    make_processed, make_test_manifest, tmp_path, capsys, breakit, message
+):
     _, mito, _ = _truth()
     processed = make_processed([(7, "mito", mito, ROW_MITO)])
     csv = make_test_manifest([(7, "mito", ROW_MITO)])

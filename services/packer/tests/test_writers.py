@@ -30,8 +30,15 @@ def test_class_index_volume_becomes_one_binary_array_per_class(tmp_path):
 def test_list_of_volumes_keeps_instance_ids_wide(tmp_path):
     ids = np.arange(G.num_voxels, dtype=np.int64).reshape(G.shape) + 250
     z = tmp_path / "s.zarr"
-    save_volumes([ids, ids > 300], z, "crop9", ["mito", "er"], voxel_size=(8, 8, 8), translation=(16, 0, 4.5),
-                 attrs={"note": "hand-made"})
+    save_volumes(
+        [ids, ids > 300],
+        z,
+        "crop9",
+        ["mito", "er"],
+        voxel_size=(8, 8, 8),
+        translation=(16, 0, 4.5),
+        attrs={"note": "hand-made"},
+    )
     mito, attrs = _open(z, "crop9/mito")
     er, _ = _open(z, "crop9/er")
     assert mito.dtype == np.uint32 and np.array_equal(mito, ids) and er.dtype == np.uint8

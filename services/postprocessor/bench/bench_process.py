@@ -73,15 +73,24 @@ def child(mode: str, src_path: str, block: int) -> None:
         ws = make_workspace(src.shape, block, Path(src_path).parent)
     vol = run_steps(data, lambda a: a.astype(np.float32) / 255, steps, voxel_size=(8.0, 8.0, 8.0), ws=ws)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    result = {"seconds": seconds, "cpu_s": cpu, "objects": vol.count, "digest": digest(vol.data, n),
-              "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "objects": vol.count,
+        "digest": digest(vol.data, n),
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     ws.close()
     print(json.dumps(result))
 
 
 def run_child(mode: str, src: Path, block: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", mode, "--src", str(src), "--block", str(block)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--src", str(src), "--block", str(block)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -93,13 +102,21 @@ def bench_pack(tmp: Path, scale: int) -> tuple[float, int, int]:
     from csc_common.volumes import create_array, multiscale_attrs, open_group
     from csc_packer.cli import main as pack_main
 
-    manifest_csv = Path(os.environ.get("CSC_SHARED_CELLMAP", REPO.parent / "shared" / "cellmap")) / \
-        "test_crop_manifest.csv"
+    manifest_csv = (
+        Path(os.environ.get("CSC_SHARED_CELLMAP", REPO.parent / "shared" / "cellmap")) / "test_crop_manifest.csv"
+    )
     rows = read_crop_manifest(manifest_csv)
-    scaled = [CropRow(r.crop_id, r.dataset, r.class_label,
-                      Geometry(r.geometry.voxel_size, r.geometry.translation,
-                               tuple(max(2, s // scale) for s in r.geometry.shape)))  # type: ignore[arg-type]
-              for r in rows]
+    scaled = [
+        CropRow(
+            r.crop_id,
+            r.dataset,
+            r.class_label,
+            Geometry(
+                r.geometry.voxel_size, r.geometry.translation, tuple(max(2, s // scale) for s in r.geometry.shape)
+            ),
+        )  # type: ignore[arg-type]
+        for r in rows
+    ]
     data = tmp / "pack"
     data.mkdir()
     csv = data / "test_crop_manifest.csv"
@@ -109,26 +126,49 @@ def bench_pack(tmp: Path, scale: int) -> tuple[float, int, int]:
     rng = np.random.default_rng(1)
     for r in scaled:
         g = r.geometry
-        coarse = Geometry(tuple(2 * v for v in g.voxel_size), g.translation,  # type: ignore[arg-type]
-                          tuple(-(-s // 2) for s in g.shape))  # type: ignore[arg-type]
+        coarse = Geometry(
+            tuple(2 * v for v in g.voxel_size),
+            g.translation,  # type: ignore[arg-type]
+            tuple(-(-s // 2) for s in g.shape),
+        )  # type: ignore[arg-type]
         inst = is_instance(r.class_label)
         vals = rng.integers(0, 1000 if inst else 2, size=(4, 4, 4)).astype(np.uint32 if inst else np.uint8)
         rep = [-(-s // 4) for s in coarse.shape]
         vol = np.tile(vals, rep)[: coarse.shape[0], : coarse.shape[1], : coarse.shape[2]]
         group = grp.require_group(f"crop{r.crop_id}/{r.class_label}")  # the postprocessor's OME-NGFF layout
         group.attrs.update(multiscale_attrs([("s0", coarse)], name=r.class_label))
-        arr = create_array(group, "s0", shape=coarse.shape,
-                           dtype=vol.dtype, attrs={"voxel_size": list(coarse.voxel_size),
-                                                   "translation": list(coarse.translation)})
+        arr = create_array(
+            group,
+            "s0",
+            shape=coarse.shape,
+            dtype=vol.dtype,
+            attrs={"voxel_size": list(coarse.voxel_size), "translation": list(coarse.translation)},
+        )
         arr[...] = vol
         crops.setdefault(r.crop_id, {"id": r.crop_id, "dataset": r.dataset, "classes": []})["classes"].append(
-            {"name": r.class_label, "kind": "instance" if inst else "semantic",
-             "path": f"crop{r.crop_id}/{r.class_label}/s0", "geometry": coarse.to_json()})
-    write_manifest(data / "processed.json", new_manifest("processed", "postprocessor", now(), zarr="processed.zarr",
-                                                         crops=list(crops.values())))
+            {
+                "name": r.class_label,
+                "kind": "instance" if inst else "semantic",
+                "path": f"crop{r.crop_id}/{r.class_label}/s0",
+                "geometry": coarse.to_json(),
+            }
+        )
+    write_manifest(
+        data / "processed.json",
+        new_manifest("processed", "postprocessor", now(), zarr="processed.zarr", crops=list(crops.values())),
+    )
     t0, c0 = time.perf_counter(), time.process_time()
-    rc = pack_main(["--processed", str(data / "processed.json"), "--test-manifest", str(csv),
-                    "--output", str(data / "submission.json"), "-q"])
+    rc = pack_main(
+        [
+            "--processed",
+            str(data / "processed.json"),
+            "--test-manifest",
+            str(csv),
+            "--output",
+            str(data / "submission.json"),
+            "-q",
+        ]
+    )
     seconds = time.perf_counter() - t0
     print(f"pack CPU time {time.process_time() - c0:.1f}s", file=sys.stderr)
     if rc != 0:
@@ -154,8 +194,9 @@ def main() -> None:
         tmp = Path(tmpdir)
         t0 = time.perf_counter()
         prob = make_probabilities(n)
-        src = create_array(open_group(tmp / "src.zarr", mode="w"), "prob", shape=prob.shape, dtype=np.uint8,
-                           chunks=(args.block,) * 3)
+        src = create_array(
+            open_group(tmp / "src.zarr", mode="w"), "prob", shape=prob.shape, dtype=np.uint8, chunks=(args.block,) * 3
+        )
         src[...] = prob
         del prob
         print(f"volume {n}^3 made in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
@@ -164,17 +205,25 @@ def main() -> None:
         blocks = run_child("blockwise", tmp / "src.zarr" / "prob", args.block)
         print(f"blockwise: {blocks} (block {args.block})", file=sys.stderr)
         same = whole["digest"] == blocks["digest"] and whole["objects"] == blocks["objects"]
-        print(f"identical labels whole vs blockwise: {same}; CPU-time rates (contention-free view): "
-              f"whole {n**3 / whole['cpu_s']:.0f} vox/s, blockwise {n**3 / blocks['cpu_s']:.0f} vox/s; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
+        print(
+            f"identical labels whole vs blockwise: {same}; CPU-time rates (contention-free view): "
+            f"whole {n**3 / whole['cpu_s']:.0f} vox/s, blockwise {n**3 / blocks['cpu_s']:.0f} vox/s; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+            file=sys.stderr,
+        )
         pack_s, n_rows, pack_vox = bench_pack(tmp, args.pack_scale)
-        print(f"packed {n_rows} rows ({pack_vox / 1e6:.1f} M voxels, shapes / {args.pack_scale} per axis, "
-              f"resampled from 2x voxel size) in {pack_s:.1f}s", file=sys.stderr)
+        print(
+            f"packed {n_rows} rows ({pack_vox / 1e6:.1f} M voxels, shapes / {args.pack_scale} per axis, "
+            f"resampled from 2x voxel size) in {pack_s:.1f}s",
+            file=sys.stderr,
+        )
     vox = n**3
     if not same:
         raise SystemExit("bench process: blockwise labels differ from whole-array labels")
-    print(f"bench process: vox_s={vox / whole['seconds']:.0f} blockwise_vox_s={vox / blocks['seconds']:.0f} "
-          f"rss_mib={max(whole['rss_mib'], blocks['rss_mib']):.0f} pack_413_s={pack_s:.1f}")
+    print(
+        f"bench process: vox_s={vox / whole['seconds']:.0f} blockwise_vox_s={vox / blocks['seconds']:.0f} "
+        f"rss_mib={max(whole['rss_mib'], blocks['rss_mib']):.0f} pack_413_s={pack_s:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -28,15 +28,29 @@ def write_predictions(root: Path, volumes: list[Vol], *, dtype: str = "uint8", s
         enc = np.round(prob / scale).astype(dtype) if np.dtype(dtype).kind == "u" else (prob / scale).astype(dtype)
         group = grp.require_group(f"crop{crop_id}/{name}")  # the predictor's layout: OME-NGFF group, level s0
         group.attrs.update(multiscale_attrs([("s0", geom)], name=name))
-        arr = create_array(group, "s0", shape=prob.shape, dtype=dtype,
-                           attrs={"voxel_size": list(geom.voxel_size), "translation": list(geom.translation)})
+        arr = create_array(
+            group,
+            "s0",
+            shape=prob.shape,
+            dtype=dtype,
+            attrs={"voxel_size": list(geom.voxel_size), "translation": list(geom.translation)},
+        )
         arr[...] = enc
         crops.setdefault(crop_id, {"id": crop_id, "dataset": dataset, "classes": []})["classes"].append(
             {"name": name, "kind": class_kind(name), "path": f"crop{crop_id}/{name}/s0", "geometry": geom.to_json()}
         )
     out = root / "predictions.json"
-    write_manifest(out, new_manifest("predictions", "predictor", now(), zarr="predictions.zarr",
-                                     encoding={"dtype": dtype, "scale": scale}, crops=list(crops.values())))
+    write_manifest(
+        out,
+        new_manifest(
+            "predictions",
+            "predictor",
+            now(),
+            zarr="predictions.zarr",
+            encoding={"dtype": dtype, "scale": scale},
+            crops=list(crops.values()),
+        ),
+    )
     return out
 
 

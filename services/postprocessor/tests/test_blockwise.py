@@ -68,8 +68,9 @@ def test_remove_small_uses_nm3_with_anisotropic_voxels(tmp_path):
     mask[5:7, 5:7, 5:7] = True  # 8 voxels = 16 nm^3
     labels = ops.Volume(ndimage.label(mask)[0].astype(np.uint32), "labels", 2)
     for block in (None, 3):
-        got, count = _run(lambda ws: ops.remove_small(labels, 5.0, 26, (2.0, 1.0, 1.0), ws), mask.shape, block,
-                          tmp_path)
+        got, count = _run(
+            lambda ws: ops.remove_small(labels, 5.0, 26, (2.0, 1.0, 1.0), ws), mask.shape, block, tmp_path
+        )
         assert count == 1
         assert set(np.unique(got)) == {0, 1} and got[5, 5, 5] == 1 and got[1, 1, 1] == 0
 
@@ -78,6 +79,7 @@ def test_watershed_splits_touching_balls_whatever_the_block_size(tmp_path, balls
     prob = balls((30, 30, 44), [(15, 15, 12), (15, 15, 25), (15, 15, 36)], 7.5).astype(np.float32)
     results = []
     for block in (None, 8, 13):
+
         def fn(ws):
             mask = ops.threshold(prob, IDENTITY, 0.5, ws)
             return ops.watershed(mask, 26, None, (1.0, 1.0, 1.0), ws)

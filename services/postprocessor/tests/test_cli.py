@@ -18,8 +18,13 @@ def predictions(make_predictions, balls):
     mito = balls(G1.shape, [(12, 14, 10), (12, 14, 22), (5, 5, 34)], 5.5).astype(np.float32) * 0.9
     ecs = np.zeros(G2.shape, np.float32)
     ecs[:, :8] = 0.8
-    return make_predictions([(5, "ds_a", "mito", mito, G1), (5, "ds_a", "ecs", np.full(G1.shape, 0.7, np.float32), G1),
-                             (6, "ds_b", "ecs", ecs, G2)])
+    return make_predictions(
+        [
+            (5, "ds_a", "mito", mito, G1),
+            (5, "ds_a", "ecs", np.full(G1.shape, 0.7, np.float32), G1),
+            (6, "ds_b", "ecs", ecs, G2),
+        ]
+    )
 
 
 def _read(path, name):
@@ -38,7 +43,9 @@ def _assert_ome_ngff_groups(manifest_path):
             grp = zarr.open_group(str(zroot / f"crop{crop['id']}/{c['name']}"), mode="r", zarr_format=2)
             attrs = dict(grp.attrs)
             assert ome_ngff_problems(attrs, {k: a.shape for k, a in grp.arrays()}) == [], attrs
-            assert read_levels(zroot / f"crop{crop['id']}/{c['name']}") == [Level("s0", Geometry.from_json(c["geometry"]))]
+            assert read_levels(zroot / f"crop{crop['id']}/{c['name']}") == [
+                Level("s0", Geometry.from_json(c["geometry"]))
+            ]
             n += 1
     assert n
 
@@ -62,8 +69,15 @@ def test_default_steps_write_masks_and_ids(predictions, capsys):
 
 
 def test_steps_in_config_file_and_blockwise_equals_whole(predictions, tmp_path):
-    steps = {"classes": {"mito": [{"op": "threshold", "value": 0.5}, {"op": "watershed"},
-                                  {"op": "remove_small", "min_size_nm3": 8.0 ** 3 * 10}]}}
+    steps = {
+        "classes": {
+            "mito": [
+                {"op": "threshold", "value": 0.5},
+                {"op": "watershed"},
+                {"op": "remove_small", "min_size_nm3": 8.0**3 * 10},
+            ]
+        }
+    }
     cfg = tmp_path / "steps.yaml"
     cfg.write_text(json.dumps({"steps": steps}))
     results = []
@@ -91,13 +105,31 @@ def test_process_file_wrong_shape_fails_cleanly(predictions, tmp_path, capsys):
 
 def test_process_file_blockwise_merges_ids_across_blocks(predictions, tmp_path):
     f = tmp_path / "my_process.py"
-    f.write_text("from scipy import ndimage\n"
-                 "def process_func(array, *, class_name, geometry):\n"
-                 "    if class_name != 'mito':\n        return None\n"
-                 "    return ndimage.label(array > 0.5)[0]\n")
+    f.write_text(
+        "from scipy import ndimage\n"
+        "def process_func(array, *, class_name, geometry):\n"
+        "    if class_name != 'mito':\n        return None\n"
+        "    return ndimage.label(array > 0.5)[0]\n"
+    )
     out = tmp_path / "b" / "processed.json"
-    assert main(["--predictions", str(predictions), "--output", str(out), "--process-file", str(f), "-q",
-                 "--blockwise", "always", "--block-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "--predictions",
+                str(predictions),
+                "--output",
+                str(out),
+                "--process-file",
+                str(f),
+                "-q",
+                "--blockwise",
+                "always",
+                "--block-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     mito, _ = _read(out.with_suffix(".zarr"), "crop5/mito/s0")
     assert set(np.unique(mito)) == {0, 1, 2, 3}
     m = read_manifest(out, "processed")
@@ -140,8 +172,9 @@ def test_a_perfect_prediction_reproduces_the_truth(make_predictions, balls):
         truth_ids[balls(G1.shape, [c], 4.0)] = 300 + 17 * i  # ids above 255
     truth_er = np.zeros(G1.shape, bool)
     truth_er[:, 10:20, 5:35] = True
-    preds = make_predictions([(3, "ds", "mito", (truth_ids > 0).astype(np.float32), G1),
-                              (3, "ds", "er", truth_er.astype(np.float32), G1)])
+    preds = make_predictions(
+        [(3, "ds", "mito", (truth_ids > 0).astype(np.float32), G1), (3, "ds", "er", truth_er.astype(np.float32), G1)]
+    )
     out = preds.parent / "processed.json"
     assert main(["--predictions", str(preds), "--output", str(out), "-q"]) == 0
     mito, _ = _read(out.with_suffix(".zarr"), "crop3/mito/s0")

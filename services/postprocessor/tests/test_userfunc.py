@@ -14,9 +14,12 @@ def _write(tmp_path, body):
 
 
 def test_loads_and_calls_with_context(tmp_path):
-    f = _write(tmp_path, "def process_func(array, *, class_name, geometry):\n"
-                         "    assert class_name == 'mito' and geometry.shape == array.shape\n"
-                         "    return array > 0.5\n")
+    f = _write(
+        tmp_path,
+        "def process_func(array, *, class_name, geometry):\n"
+        "    assert class_name == 'mito' and geometry.shape == array.shape\n"
+        "    return array > 0.5\n",
+    )
     out = call_checked(load_process_func(f), A, class_name="mito", geometry=G, where="crop 1 class mito")
     assert out.dtype == bool and out.shape == A.shape
 
@@ -24,7 +27,10 @@ def test_loads_and_calls_with_context(tmp_path):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("    return array[:2] > 0", r"crop 7 class mito: process_func returned shape \(2, 5, 6\), expected \(4, 5, 6\)"),
+        (
+            "    return array[:2] > 0",
+            r"crop 7 class mito: process_func returned shape \(2, 5, 6\), expected \(4, 5, 6\)",
+        ),
         ("    raise RuntimeError('boom')", "crop 7 class mito: process_func raised RuntimeError: boom"),
         ("    return array * 2.0", "crop 7 class mito: process_func returned dtype float32; expected bool"),
         ("    return (array - 1).astype('int32')", "negative ids"),

@@ -41,27 +41,64 @@ def build_model(folder: Path, arch: dict, tile: int) -> Path:
     net = nets.build_model(arch).eval()
     started = now()
     ckpt = nets.save_checkpoint(folder / "checkpoint.pt", net, arch)
-    spec = {"channels": 1, "patch_shape": [tile] * 3, "voxel_size": list(VOXEL),
-            "normalization": {"scale": 2 / 255, "offset": -1.0}}
+    spec = {
+        "channels": 1,
+        "patch_shape": [tile] * 3,
+        "voxel_size": list(VOXEL),
+        "normalization": {"scale": 2 / 255, "offset": -1.0},
+    }
     model_json = folder / "model.json"
-    write_manifest(model_json, new_manifest("model", "trainer", started, args=[], name="bench",
-                                            architecture=nets.normalize_architecture(arch), input=spec,
-                                            classes=CLASSES, checkpoint=artifact(ckpt, model_json)))
+    write_manifest(
+        model_json,
+        new_manifest(
+            "model",
+            "trainer",
+            started,
+            args=[],
+            name="bench",
+            architecture=nets.normalize_architecture(arch),
+            input=spec,
+            classes=CLASSES,
+            checkpoint=artifact(ckpt, model_json),
+        ),
+    )
     dyn = {0: "n", 2: "z", 3: "y", 4: "x"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, 1, tile, tile, tile),), str(folder / "model.onnx"),
-                          input_names=["raw"], output_names=["logits"], dynamic_axes={"raw": dyn, "logits": dyn},
-                          opset_version=18, dynamo=False)
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 1, tile, tile, tile),),
+            str(folder / "model.onnx"),
+            input_names=["raw"],
+            output_names=["logits"],
+            dynamic_axes={"raw": dyn, "logits": dyn},
+            opset_version=18,
+            dynamo=False,
+        )
     onnx_json = folder / "onnx-model.json"
     ref = artifact(model_json, onnx_json)
-    write_manifest(onnx_json, new_manifest(
-        "onnx-model", "exporter", started, args=[], inputs=[{"kind": "model", "path": ref["path"],
-                                                             "sha256": ref["sha256"]}],
-        onnx=artifact(folder / "model.onnx", onnx_json), opset=18, input_name="raw", output_name="logits",
-        input=spec, classes=CLASSES, valid_shape={"multiple": list(nets.downsampling_multiple(arch)),
-                                                  "min": list(nets.downsampling_multiple(arch))},
-        verification={"max_abs_diff": 0.0, "tolerance": 1e-4}, model={"path": ref["path"]}))
+    write_manifest(
+        onnx_json,
+        new_manifest(
+            "onnx-model",
+            "exporter",
+            started,
+            args=[],
+            inputs=[{"kind": "model", "path": ref["path"], "sha256": ref["sha256"]}],
+            onnx=artifact(folder / "model.onnx", onnx_json),
+            opset=18,
+            input_name="raw",
+            output_name="logits",
+            input=spec,
+            classes=CLASSES,
+            valid_shape={
+                "multiple": list(nets.downsampling_multiple(arch)),
+                "min": list(nets.downsampling_multiple(arch)),
+            },
+            verification={"max_abs_diff": 0.0, "tolerance": 1e-4},
+            model={"path": ref["path"]},
+        ),
+    )
     return onnx_json
 
 
@@ -78,15 +115,31 @@ def build_volume(folder: Path, size: int) -> Path:
     grp.attrs.update(multiscale_attrs([("s0", geom)]))
     (folder / f"{name}.csv").write_text(write_crop_manifest([]))
     ds = folder / f"{name}.json"
-    write_manifest(ds, new_manifest(
-        "dataset", "fetcher", now(), args=[], source="bench", test_manifest=f"{name}.csv", crops=[],
-        datasets=[{"name": name, "zarr": f"{name}/{name}.zarr",
-                   "em": {"path": "recon-1/em/fibsem-uint8", "levels": [{"path": "s0", **geom.to_json()}]}}]))
+    write_manifest(
+        ds,
+        new_manifest(
+            "dataset",
+            "fetcher",
+            now(),
+            args=[],
+            source="bench",
+            test_manifest=f"{name}.csv",
+            crops=[],
+            datasets=[
+                {
+                    "name": name,
+                    "zarr": f"{name}/{name}.zarr",
+                    "em": {"path": "recon-1/em/fibsem-uint8", "levels": [{"path": "s0", **geom.to_json()}]},
+                }
+            ],
+        ),
+    )
     return ds
 
 
-def speed(onnx_json: Path, *, size: int, tile: int, overlap: float, batch: int, threads: int,
-          repeats: int) -> tuple[float, float]:
+def speed(
+    onnx_json: Path, *, size: int, tile: int, overlap: float, batch: int, threads: int, repeats: int
+) -> tuple[float, float]:
     """(ORT voxels/s, torch voxels/s) on the same region and tiling."""
     from csc_common.manifest import read_manifest
     from csc_predictor.engines import ModelSpec, OnnxEngine, TorchEngine
@@ -106,9 +159,12 @@ def speed(onnx_json: Path, *, size: int, tile: int, overlap: float, batch: int, 
             best[eng.name] = min(best[eng.name], time.perf_counter() - t)
     results = {name: raw.size / secs for name, secs in best.items()}
     for eng in engines:
-        print(f"speed {eng.name:5s} ({eng.provider}, {eng.threads['intra_op']} threads): {size}^3 voxels, "
-              f"tile {tile}, overlap {overlap}, batch {batch}: best of {repeats} {best[eng.name]:.2f} s, "
-              f"{results[eng.name] / 1e6:.3f} Mvox/s", file=sys.stderr)
+        print(
+            f"speed {eng.name:5s} ({eng.provider}, {eng.threads['intra_op']} threads): {size}^3 voxels, "
+            f"tile {tile}, overlap {overlap}, batch {batch}: best of {repeats} {best[eng.name]:.2f} s, "
+            f"{results[eng.name] / 1e6:.3f} Mvox/s",
+            file=sys.stderr,
+        )
     diff = float(np.abs(out["onnx"] - out["torch"]).max())
     print(f"speed: max |p_ort - p_torch| = {diff:.2e}", file=sys.stderr)
     return results["onnx"], results["torch"]
@@ -116,9 +172,25 @@ def speed(onnx_json: Path, *, size: int, tile: int, overlap: float, batch: int, 
 
 def peak_rss(onnx_json: Path, dataset: Path, out: Path, *, tile: int, block: int, threads: int) -> tuple[float, float]:
     """(peak RSS MiB, seconds) of a whole-volume csc-predict child process."""
-    argv = [sys.executable, "-m", "csc_predictor", "-q", "--model", str(onnx_json), "--dataset", str(dataset),
-            "--output", str(out), "--whole-volume", "--tile", f"{tile}", "--block", str(block),
-            "--threads", str(threads)]
+    argv = [
+        sys.executable,
+        "-m",
+        "csc_predictor",
+        "-q",
+        "--model",
+        str(onnx_json),
+        "--dataset",
+        str(dataset),
+        "--output",
+        str(out),
+        "--whole-volume",
+        "--tile",
+        f"{tile}",
+        "--block",
+        str(block),
+        "--threads",
+        str(threads),
+    ]
     t = time.perf_counter()
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -142,8 +214,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a small net (depth 2, 4 features) for a fast smoke run")
     ap.add_argument("--keep", help="work folder to keep (default: a temp folder, removed)")
     args = ap.parse_args()
-    arch = {"name": "unet", "dims": 3, "in_channels": 1, "out_channels": len(CLASSES), "depth": 3,
-            "base_features": 8, "norm": "batch"}
+    arch = {
+        "name": "unet",
+        "dims": 3,
+        "in_channels": 1,
+        "out_channels": len(CLASSES),
+        "depth": 3,
+        "base_features": 8,
+        "norm": "batch",
+    }
     if args.quick:
         arch.update(depth=2, base_features=4)
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
@@ -151,17 +230,28 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         (work / "model").mkdir(exist_ok=True)
         onnx_json = build_model(work / "model", arch, args.tile)
-        ort_vs, torch_vs = speed(onnx_json, size=args.speed_size, tile=args.tile, overlap=args.overlap,
-                                 batch=args.batch, threads=args.threads, repeats=args.repeats)
+        ort_vs, torch_vs = speed(
+            onnx_json,
+            size=args.speed_size,
+            tile=args.tile,
+            overlap=args.overlap,
+            batch=args.batch,
+            threads=args.threads,
+            repeats=args.repeats,
+        )
         rss = {}
         for size in (int(s) for s in args.sizes.split(",")):
             ds = build_volume(work, size)
-            mib, secs = peak_rss(onnx_json, ds, work / f"pred{size}.json", tile=args.tile, block=args.block,
-                                 threads=args.threads)
+            mib, secs = peak_rss(
+                onnx_json, ds, work / f"pred{size}.json", tile=args.tile, block=args.block, threads=args.threads
+            )
             vox = size**3
             rss[size] = mib
-            print(f"rss: whole volume {size}^3 ({vox / 1e6:.0f} Mvox), block {args.block}: peak RSS {mib:.0f} MiB, "
-                  f"{secs:.0f} s ({vox / secs / 1e6:.2f} Mvox/s end to end)", file=sys.stderr)
+            print(
+                f"rss: whole volume {size}^3 ({vox / 1e6:.0f} Mvox), block {args.block}: peak RSS {mib:.0f} MiB, "
+                f"{secs:.0f} s ({vox / secs / 1e6:.2f} Mvox/s end to end)",
+                file=sys.stderr,
+            )
             meta = json.loads((work / f"pred{size}.json").read_text())
             print(f"rss: manifest provider {meta['provider']}, blocks {meta['counts']['blocks']}", file=sys.stderr)
     parts = [f"speedup={ort_vs / torch_vs:.2f}", f"ort_vox_s={ort_vs:.0f}", f"torch_vox_s={torch_vs:.0f}"]

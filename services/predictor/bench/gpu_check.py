@@ -55,7 +55,9 @@ def main() -> int:
     if have_cpu and have_gpu:
         fail("both onnxruntime and onnxruntime-gpu are installed; uninstall onnxruntime (they share one module)")
     if not have_gpu:
-        fail("onnxruntime-gpu is not installed (pip install 'csc-predictor[gpu]' in an environment without onnxruntime)")
+        fail(
+            "onnxruntime-gpu is not installed (pip install 'csc-predictor[gpu]' in an environment without onnxruntime)"
+        )
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -73,9 +75,19 @@ def main() -> int:
             import bench_predict
 
             (work / "model").mkdir()
-            onnx_json = bench_predict.build_model(work / "model", {
-                "name": "unet", "dims": 3, "in_channels": 1, "out_channels": 3, "depth": 3, "base_features": 8,
-                "norm": "batch"}, args.tile)
+            onnx_json = bench_predict.build_model(
+                work / "model",
+                {
+                    "name": "unet",
+                    "dims": 3,
+                    "in_channels": 1,
+                    "out_channels": 3,
+                    "depth": 3,
+                    "base_features": 8,
+                    "norm": "batch",
+                },
+                args.tile,
+            )
         spec = ModelSpec.from_manifest(read_manifest(onnx_json, "onnx-model"))
         cuda = OnnxEngine(spec, provider="cuda")
         if cuda.provider != "CUDAExecutionProvider":
@@ -101,17 +113,37 @@ def main() -> int:
             ds = bench_predict.build_volume(work, args.volume)
             out = work / "pred.json"
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "csc_predictor", "-q", "--model", str(onnx_json), "--dataset",
-                                   str(ds), "--output", str(out), "--whole-volume", "--provider", "cuda",
-                                   "--batch-size", str(args.batch)], capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "csc_predictor",
+                    "-q",
+                    "--model",
+                    str(onnx_json),
+                    "--dataset",
+                    str(ds),
+                    "--output",
+                    str(out),
+                    "--whole-volume",
+                    "--provider",
+                    "cuda",
+                    "--batch-size",
+                    str(args.batch),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 fail(f"csc-predict --provider cuda exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
             e2e = args.volume**3 / (time.perf_counter() - t)
             provider = json.loads(out.read_text())["provider"]
             if provider != "CUDAExecutionProvider":
                 fail(f"the predictions manifest records provider {provider!r}")
-    print(f"gpu check: provider=CUDAExecutionProvider speedup={rates['cuda'] / rates['cpu']:.2f} "
-          f"cuda_vox_s={rates['cuda']:.0f} cpu_vox_s={rates['cpu']:.0f} max_abs_diff={diff:.2e} e2e_vox_s={e2e:.0f}")
+    print(
+        f"gpu check: provider=CUDAExecutionProvider speedup={rates['cuda'] / rates['cpu']:.2f} "
+        f"cuda_vox_s={rates['cuda']:.0f} cpu_vox_s={rates['cpu']:.0f} max_abs_diff={diff:.2e} e2e_vox_s={e2e:.0f}"
+    )
     return 0
 
 

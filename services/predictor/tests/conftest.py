@@ -25,4 +25,3 @@ def fixture_copy(fixture_root: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "fx"
     shutil.copytree(fixture_root, dst)
     return dst
-

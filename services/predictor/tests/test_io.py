@@ -56,7 +56,10 @@ def test_truncated_chunk_is_a_clear_input_error(tmp_path: Path) -> None:
 def test_inside_slices() -> None:
     src = Geometry((8.0, 8.0, 8.0), (0.0, 0.0, 0.0), (8, 8, 8))
     assert inside_slices(src, Geometry((8.0, 8.0, 8.0), (-16.0, 0.0, 40.0), (4, 4, 4))) == (
-        slice(2, 4), slice(0, 4), slice(0, 3))
+        slice(2, 4),
+        slice(0, 4),
+        slice(0, 3),
+    )
 
 
 def test_encode() -> None:

@@ -44,17 +44,21 @@ def test_blocks_are_chunk_aligned_and_cover_the_target_once() -> None:
     for b in blocks:
         for s, c in zip(b.slices, (16, 16, 10), strict=True):
             assert s.start % c == 0
-        seen.update((z, y, x) for z in range(b.slices[0].start, b.slices[0].stop)
-                    for y in range(b.slices[1].start, b.slices[1].stop)
-                    for x in range(b.slices[2].start, b.slices[2].stop))
+        seen.update(
+            (z, y, x)
+            for z in range(b.slices[0].start, b.slices[0].stop)
+            for y in range(b.slices[1].start, b.slices[1].stop)
+            for x in range(b.slices[2].start, b.slices[2].stop)
+        )
     assert len(seen) == 70 * 33 * 10
     assert sum(b.slices[0].stop - b.slices[0].start for b in blocks if b.index[1:] == (0, 0)) == 70
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
 def test_shards_are_disjoint_and_cover_all_blocks(n: int) -> None:
-    blocks, _ = make_blocks([_target((40, 40, 40)), _target((8, 8, 8), "crop2")], block_shape=(16, 16, 16),
-                            chunks=(8, 8, 8))
+    blocks, _ = make_blocks(
+        [_target((40, 40, 40)), _target((8, 8, 8), "crop2")], block_shape=(16, 16, 16), chunks=(8, 8, 8)
+    )
     parts = [shard_blocks(blocks, (i, n)) for i in range(n)]
     ids = [b.id for p in parts for b in p]
     assert sorted(ids) == sorted(b.id for b in blocks) and len(ids) == len(set(ids))

@@ -16,8 +16,16 @@ from csc_predictor.cli import main
 
 
 def predict_args(root: Path, out: str = "out/predictions.json", *extra: str) -> list[str]:
-    return ["--model", str(root / "models/tiny/onnx-model.json"), "--dataset", str(root / "dataset.json"),
-            "--output", str(root / out), "-q", *extra]
+    return [
+        "--model",
+        str(root / "models/tiny/onnx-model.json"),
+        "--dataset",
+        str(root / "dataset.json"),
+        "--output",
+        str(root / out),
+        "-q",
+        *extra,
+    ]
 
 
 CROPS = {101: ["mito", "er"], 102: ["mito", "er"], 104: ["er"]}
@@ -26,8 +34,9 @@ CROPS = {101: ["mito", "er"], 102: ["mito", "er"], 104: ["er"]}
 def _arrays(root: Path, out: str) -> dict[str, np.ndarray]:
     m = read_manifest(root / out, "predictions")
     z = m.resolve(m.data["zarr"])
-    return {c["path"]: zarr.open_array(str(z / c["path"]), mode="r")[:] for crop in m.data["crops"]
-            for c in crop["classes"]}
+    return {
+        c["path"]: zarr.open_array(str(z / c["path"]), mode="r")[:] for crop in m.data["crops"] for c in crop["classes"]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +150,9 @@ def test_a_retried_shard_skips_finished_blocks(default_run: Path, monkeypatch: p
     assert main(predict_args(default_run, out, "--shard", "0/1", *small)) == 1
     done_before = set(calls[:2])
     calls.clear()
-    monkeypatch.setattr(predict_mod, "predict_block", lambda block, *a, **kw: (calls.append(block.id),
-                                                                               real(block, *a, **kw))[1])
+    monkeypatch.setattr(
+        predict_mod, "predict_block", lambda block, *a, **kw: (calls.append(block.id), real(block, *a, **kw))[1]
+    )
     assert main(predict_args(default_run, out, "--shard", "0/1", *small)) == 0
     assert done_before and not done_before & set(calls)
     assert main(["finalize", *predict_args(default_run, out, *small)]) == 0
@@ -150,8 +160,26 @@ def test_a_retried_shard_skips_finished_blocks(default_run: Path, monkeypatch: p
 
 def test_overlap_blend_and_tta_options_run(default_run: Path) -> None:
     out = "tta/predictions.json"
-    assert main(predict_args(default_run, out, "--tta", "--blend", "linear", "--overlap", "0.5", "--batch-size", "2",
-                             "--crops", "101", "--dtype", "float16")) == 0
+    assert (
+        main(
+            predict_args(
+                default_run,
+                out,
+                "--tta",
+                "--blend",
+                "linear",
+                "--overlap",
+                "0.5",
+                "--batch-size",
+                "2",
+                "--crops",
+                "101",
+                "--dtype",
+                "float16",
+            )
+        )
+        == 0
+    )
     m = read_manifest(default_run / out, "predictions")
     assert [c["id"] for c in m.data["crops"]] == [101] and m.data["tiling"]["tta"] is True
     arr = _arrays(default_run, out)["crop101/mito/s0"]
@@ -161,8 +189,14 @@ def test_overlap_blend_and_tta_options_run(default_run: Path) -> None:
 
 
 def test_roi_and_whole_volume(default_run: Path) -> None:
-    assert main(predict_args(default_run, "roi/predictions.json", "--roi", "150,100,93:230,196,205",
-                             "--block", "8", "--chunk", "8")) == 0
+    assert (
+        main(
+            predict_args(
+                default_run, "roi/predictions.json", "--roi", "150,100,93:230,196,205", "--block", "8", "--chunk", "8"
+            )
+        )
+        == 0
+    )
     m = read_manifest(default_run / "roi/predictions.json", "predictions")
     assert m.data["crops"] == [] and m.data["volumes"][0]["dataset"] == "fixds"
     geom = m.data["volumes"][0]["classes"][0]["geometry"]
@@ -171,8 +205,10 @@ def test_roi_and_whole_volume(default_run: Path) -> None:
     roi = zarr.open_array(str(default_run / "roi/predictions.zarr/fixds/mito/s0"), mode="r")[:].astype(int)
     crop = _arrays(default_run, "out/predictions.json")["crop101/mito/s0"].astype(int)
     assert np.abs(roi - crop).mean() < 8  # same box and model; blocks of 8 tile it differently
-    assert main(predict_args(default_run, "whole/predictions.json", "--whole-volume", "--block", "16",
-                             "--chunk", "16")) == 0
+    assert (
+        main(predict_args(default_run, "whole/predictions.json", "--whole-volume", "--block", "16", "--chunk", "16"))
+        == 0
+    )
     w = read_manifest(default_run / "whole/predictions.json", "predictions")
     assert w.data["volumes"][0]["classes"][0]["geometry"]["shape"] == [32, 40, 40]
 
@@ -228,8 +264,14 @@ def test_truncated_em_chunk_mid_run_leaves_nothing(fixture_copy: Path, capsys) -
 
 
 def test_wrong_manifest_kind_and_missing_file(fixture_root: Path, tmp_path: Path, capsys) -> None:
-    args = ["--model", str(fixture_root / "dataset.json"), "--dataset", str(fixture_root / "dataset.json"),
-            "--output", str(tmp_path / "p.json")]
+    args = [
+        "--model",
+        str(fixture_root / "dataset.json"),
+        "--dataset",
+        str(fixture_root / "dataset.json"),
+        "--output",
+        str(tmp_path / "p.json"),
+    ]
     assert main(args) == 2
     assert "/kind: is 'dataset', expected 'onnx-model'" in capsys.readouterr().err
     args[1] = str(tmp_path / "missing.json")

@@ -3,8 +3,9 @@ import pytest
 from csc_predictor.tiling import blend_weights, sigmoid, sliding_window, tile_grid, tile_starts
 
 
-@pytest.mark.parametrize("extent,tile,overlap", [(16, 16, 0.5), (17, 16, 0.25), (40, 16, 0.0), (40, 16, 0.5),
-                                                 (100, 7, 0.3)])
+@pytest.mark.parametrize(
+    "extent,tile,overlap", [(16, 16, 0.5), (17, 16, 0.25), (40, 16, 0.0), (40, 16, 0.5), (100, 7, 0.3)]
+)
 def test_tile_starts_cover_the_extent_and_end_at_it(extent: int, tile: int, overlap: float) -> None:
     starts = tile_starts(extent, tile, overlap=overlap)
     covered = np.zeros(extent, bool)
@@ -43,8 +44,7 @@ def _pointwise(batch: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_sliding_window_of_a_pointwise_model_is_exact(blend: str, batch_size: int) -> None:
     raw = np.random.default_rng(0).normal(size=(20, 23, 9)).astype(np.float32)
-    out = sliding_window(raw, _pointwise, tile=(8, 8, 8), n_classes=2, overlap=0.5, blend=blend,
-                         batch_size=batch_size)
+    out = sliding_window(raw, _pointwise, tile=(8, 8, 8), n_classes=2, overlap=0.5, blend=blend, batch_size=batch_size)
     np.testing.assert_allclose(out[0], sigmoid(raw), atol=1e-6)
     np.testing.assert_allclose(out[1], sigmoid(-2 * raw), atol=1e-6)
 

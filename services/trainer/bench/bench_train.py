@@ -31,8 +31,17 @@ def child(args: list[str]) -> None:
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tr = read_manifest(out, "model")["training"] if rc == 0 else {}
-    print(json.dumps({"rc": rc, "rss_mib": peak, "it_s": tr.get("iterations_per_second"), "wall_s": wall,
-                      "crops": len(tr.get("train_crops", [])) + len(tr.get("validate_crops", []))}))
+    print(
+        json.dumps(
+            {
+                "rc": rc,
+                "rss_mib": peak,
+                "it_s": tr.get("iterations_per_second"),
+                "wall_s": wall,
+                "crops": len(tr.get("train_crops", [])) + len(tr.get("validate_crops", [])),
+            }
+        )
+    )
 
 
 def multiply(dataset: Path, factor: int, dest: Path) -> Path:
@@ -56,8 +65,21 @@ def multiply(dataset: Path, factor: int, dest: Path) -> Path:
 
 
 def run_child(dataset: Path, out: Path, iterations: int, extra: list[str]) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--dataset", str(dataset), "--output", str(out),
-           "--iterations", str(iterations), "--validate-every", str(max(1, iterations // 2)), "-q", *extra]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--dataset",
+        str(dataset),
+        "--output",
+        str(out),
+        "--iterations",
+        str(iterations),
+        "--validate-every",
+        str(max(1, iterations // 2)),
+        "-q",
+        *extra,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if res.returncode or not lines or json.loads(lines[-1])["rc"] != 0:
@@ -82,12 +104,26 @@ def main() -> int:
             from csc_fetcher.cli import main as fetch
 
             dataset = root / "data" / "dataset.json"
-            if fetch(["--source", "synthetic", "--size", "demo", "--dest", str(dataset.parent), "--output",
-                      str(dataset), "-q"]):
+            if fetch(
+                [
+                    "--source",
+                    "synthetic",
+                    "--size",
+                    "demo",
+                    "--dest",
+                    str(dataset.parent),
+                    "--output",
+                    str(dataset),
+                    "-q",
+                ]
+            ):
                 sys.exit("bench train: synthetic fetch failed")
         r1 = run_child(dataset, root / "m1" / "model.json", a.iterations, extra)
-        print(f"1x: {r1['crops']} crops, {r1['it_s']:.2f} it/s over {a.iterations} iterations (incl. validation), "
-              f"peak RSS {r1['rss_mib']:.0f} MiB, wall {r1['wall_s']:.1f} s", file=sys.stderr)
+        print(
+            f"1x: {r1['crops']} crops, {r1['it_s']:.2f} it/s over {a.iterations} iterations (incl. validation), "
+            f"peak RSS {r1['rss_mib']:.0f} MiB, wall {r1['wall_s']:.1f} s",
+            file=sys.stderr,
+        )
         r1s = run_child(dataset, root / "m1s" / "model.json", a.rss_iterations, extra)
         rss = {1: r1s["rss_mib"]}
         for f in (2, 4):
@@ -95,8 +131,7 @@ def main() -> int:
             r = run_child(ds_f, root / f"m{f}" / "model.json", a.rss_iterations, extra)
             rss[f] = r["rss_mib"]
             print(f"{f}x: {r['crops']} crops, peak RSS {r['rss_mib']:.0f} MiB", file=sys.stderr)
-    print(f"bench train: it_s={r1['it_s']:.2f} rss_1x_mib={rss[1]:.0f} rss_2x_mib={rss[2]:.0f} "
-          f"rss_4x_mib={rss[4]:.0f}")
+    print(f"bench train: it_s={r1['it_s']:.2f} rss_1x_mib={rss[1]:.0f} rss_2x_mib={rss[2]:.0f} rss_4x_mib={rss[4]:.0f}")
     return 0
 
 

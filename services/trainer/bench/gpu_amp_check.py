@@ -47,9 +47,13 @@ def timed_run(*, amp: bool, patch: int, batch: int, iterations: int, features: i
         losses.append(loss)
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    return {"it_s": iterations / dt, "first_loss": losses[0], "last_loss": losses[-1],
-            "peak_mib": torch.cuda.max_memory_allocated() / 2**20,
-            "finite": all(map(lambda v: v == v and abs(v) != float("inf"), losses))}
+    return {
+        "it_s": iterations / dt,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "peak_mib": torch.cuda.max_memory_allocated() / 2**20,
+        "finite": all(map(lambda v: v == v and abs(v) != float("inf"), losses)),
+    }
 
 
 def main() -> int:
@@ -65,13 +69,15 @@ def main() -> int:
         print("bench train-gpu: skipped (no CUDA device)")
         return 0
     print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", file=sys.stderr)
-    kw = {"patch": a.patch, "batch": a.batch, "iterations": a.iterations, "features": a.features,
-          "classes": a.classes}
+    kw = {"patch": a.patch, "batch": a.batch, "iterations": a.iterations, "features": a.features, "classes": a.classes}
     off = timed_run(amp=False, **kw)
     on = timed_run(amp=True, **kw)
     for name, r in (("amp off", off), ("amp on", on)):
-        print(f"{name}: {r['it_s']:.2f} it/s, loss {r['first_loss']:.4f} -> {r['last_loss']:.4f}, "
-              f"peak {r['peak_mib']:.0f} MiB, finite={r['finite']}", file=sys.stderr)
+        print(
+            f"{name}: {r['it_s']:.2f} it/s, loss {r['first_loss']:.4f} -> {r['last_loss']:.4f}, "
+            f"peak {r['peak_mib']:.0f} MiB, finite={r['finite']}",
+            file=sys.stderr,
+        )
     ok = on["finite"] and off["finite"] and on["last_loss"] < on["first_loss"]
     e2e = "n/a"
     if a.dataset:
@@ -81,17 +87,35 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "gpu" / "model.json"
             t0 = time.perf_counter()
-            rc = train_main(["--dataset", a.dataset, "--output", str(out), "--device", "cuda", "--iterations", "100",
-                             "--validate-every", "50", "-q"])
+            rc = train_main(
+                [
+                    "--dataset",
+                    a.dataset,
+                    "--output",
+                    str(out),
+                    "--device",
+                    "cuda",
+                    "--iterations",
+                    "100",
+                    "--validate-every",
+                    "50",
+                    "-q",
+                ]
+            )
             dt = time.perf_counter() - t0
             tr = read_manifest(out, "model")["training"] if rc == 0 else {}
             e2e = f"{dt:.1f}s" if rc == 0 and tr.get("amp") and tr.get("device", "").startswith("cuda") else "FAILED"
             ok = ok and e2e != "FAILED"
-            print(f"csc-train on cuda: rc={rc}, {tr.get('iterations_per_second')} it/s, amp={tr.get('amp')}, "
-                  f"best IoU {tr.get('best_validation_mean_iou')}", file=sys.stderr)
-    print(f"bench train-gpu: amp_off_it_s={off['it_s']:.2f} amp_on_it_s={on['it_s']:.2f} "
-          f"speedup={on['it_s'] / off['it_s']:.2f} peak_off_mib={off['peak_mib']:.0f} "
-          f"peak_on_mib={on['peak_mib']:.0f} amp_learns={ok} e2e={e2e}")
+            print(
+                f"csc-train on cuda: rc={rc}, {tr.get('iterations_per_second')} it/s, amp={tr.get('amp')}, "
+                f"best IoU {tr.get('best_validation_mean_iou')}",
+                file=sys.stderr,
+            )
+    print(
+        f"bench train-gpu: amp_off_it_s={off['it_s']:.2f} amp_on_it_s={on['it_s']:.2f} "
+        f"speedup={on['it_s'] / off['it_s']:.2f} peak_off_mib={off['peak_mib']:.0f} "
+        f"peak_on_mib={on['peak_mib']:.0f} amp_learns={ok} e2e={e2e}"
+    )
     return 0 if ok else 1
 
 

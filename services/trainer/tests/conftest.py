@@ -24,8 +24,9 @@ EM_GEOM = Geometry((8.0, 8.0, 8.0), (4.0, 0.0, 12.0), (48, 48, 48))
 
 
 def _coords(g: Geometry) -> list[np.ndarray]:
-    return np.meshgrid(*[t + np.arange(n) * v for t, n, v in zip(g.translation, g.shape, g.voxel_size, strict=True)],
-                       indexing="ij")
+    return np.meshgrid(
+        *[t + np.arange(n) * v for t, n, v in zip(g.translation, g.shape, g.voxel_size, strict=True)], indexing="ij"
+    )
 
 
 def scene(g: Geometry) -> dict[str, np.ndarray]:
@@ -44,8 +45,14 @@ def scene(g: Geometry) -> dict[str, np.ndarray]:
     er = (np.abs((y % 96) - 48) < 8) & ~ecs & ~nuc & (mito == 0) & (ves == 0)
     cyto = ~ecs & ~nuc
     nuc_ids = nuc.astype(np.uint32)
-    return {"mito": mito, "nuc": nuc_ids, "ves": ves, "ecs": ecs.astype(np.uint8), "cyto": cyto.astype(np.uint8),
-            "er": er.astype(np.uint8)}
+    return {
+        "mito": mito,
+        "nuc": nuc_ids,
+        "ves": ves,
+        "ecs": ecs.astype(np.uint8),
+        "cyto": cyto.astype(np.uint8),
+        "er": er.astype(np.uint8),
+    }
 
 
 def em(g: Geometry, seed: int = 0) -> np.ndarray:
@@ -75,11 +82,22 @@ def make_dataset(root: Path, *, crops: Sequence[dict[str, Any]] | None = None, n
     if crops is None:
         crops = [
             {"id": 1, "start": (68.0, 64.0, 76.0), "shape": (32, 32, 32), "vs": (8.0, 8.0, 8.0), "classes": CLASSES},
-            {"id": 2, "start": (196.0, 160.0, 140.0), "shape": (24, 24, 24), "vs": (8.0, 8.0, 8.0),
-             "classes": tuple(c for c in CLASSES if c != "er")},
+            {
+                "id": 2,
+                "start": (196.0, 160.0, 140.0),
+                "shape": (24, 24, 24),
+                "vs": (8.0, 8.0, 8.0),
+                "classes": tuple(c for c in CLASSES if c != "er"),
+            },
             {"id": 3, "start": (100.0, 200.0, 60.0), "shape": (48, 48, 48), "vs": (4.0, 4.0, 4.0), "classes": CLASSES},
-            {"id": 9, "start": (180.0, 180.0, 180.0), "shape": (16, 16, 16), "vs": (8.0, 8.0, 8.0), "classes": CLASSES,
-             "split": "test"},
+            {
+                "id": 9,
+                "start": (180.0, 180.0, 180.0),
+                "shape": (16, 16, 16),
+                "vs": (8.0, 8.0, 8.0),
+                "classes": CLASSES,
+                "split": "test",
+            },
         ]
     entries = []
     for copy in range(n_copies):
@@ -92,8 +110,11 @@ def make_dataset(root: Path, *, crops: Sequence[dict[str, Any]] | None = None, n
             classes = []
             labels = scene(g) if split == "train" else {}
             for cls in c["classes"]:
-                entry: dict[str, Any] = {"name": cls, "kind": "instance" if cls in ("mito", "nuc", "ves")
-                                         else "semantic", "geometry": g.to_json()}
+                entry: dict[str, Any] = {
+                    "name": cls,
+                    "kind": "instance" if cls in ("mito", "nuc", "ves") else "semantic",
+                    "geometry": g.to_json(),
+                }
                 if split == "train":
                     path = f"{GT}/crop{cid}/{cls}"
                     write_multiscale(grp, path, [(labels[cls], g)], chunks=(16, 16, 16))
@@ -103,7 +124,12 @@ def make_dataset(root: Path, *, crops: Sequence[dict[str, Any]] | None = None, n
     (root / "test_crop_manifest.csv").write_text("crop_name,dataset,class_label,voxel_size,translation,shape\n")
     levels = [{"path": "s0", **EM_GEOM.to_json()}, {"path": "s1", **s1.to_json()}]
     manifest = new_manifest(
-        "dataset", "fetcher", now(), args=[], source="fixture", test_manifest="test_crop_manifest.csv",
+        "dataset",
+        "fetcher",
+        now(),
+        args=[],
+        source="fixture",
+        test_manifest="test_crop_manifest.csv",
         datasets=[{"name": name, "zarr": f"{name}/{name}.zarr", "em": {"path": EM_PATH, "levels": levels}}],
         crops=entries,
     )

@@ -10,9 +10,12 @@ from csc_trainer.datasplit import SplitRow, datasplit_csv, make_split, read_data
 
 def _crop(cid, classes, vs=8.0):
     g = {"voxel_size": [vs] * 3, "translation": [0, 0, 0], "shape": [4, 4, 4]}
-    return {"id": cid, "dataset": "d", "split": "train",
-            "classes": [{"name": c, "path": f"recon-1/labels/groundtruth/crop{cid}/{c}", "geometry": g}
-                        for c in classes]}
+    return {
+        "id": cid,
+        "dataset": "d",
+        "split": "train",
+        "classes": [{"name": c, "path": f"recon-1/labels/groundtruth/crop{cid}/{c}", "geometry": g} for c in classes],
+    }
 
 
 def test_split_keeps_requested_order_and_skips_crops_without_classes():
@@ -24,7 +27,10 @@ def test_split_keeps_requested_order_and_skips_crops_without_classes():
 def test_force_all_and_scale_filters():
     crops = [_crop(1, ["nuc", "er"]), _crop(2, ["nuc"]), _crop(3, ["nuc", "er"], vs=16.0)]
     rng = np.random.default_rng(0)
-    assert [r.crop_id for r in make_split(crops, ["nuc", "er"], validate_ratio=0.0, rng=rng, force_all="true")] == [1, 3]
+    assert [r.crop_id for r in make_split(crops, ["nuc", "er"], validate_ratio=0.0, rng=rng, force_all="true")] == [
+        1,
+        3,
+    ]
     rows = make_split(crops, ["nuc", "er"], validate_ratio=0.0, rng=rng, force_all="train")
     assert {r.crop_id: r.split for r in rows} == {1: "train", 2: "validate", 3: "train"}
     rows = make_split(crops, ["nuc", "er"], validate_ratio=0.0, rng=rng, scale=(8.0, 8.0, 8.0))
@@ -54,8 +60,20 @@ def test_csv_format_and_round_trip(fixture_dataset, tmp_path):
 
 def test_make_datasplit_cli(fixture_dataset, tmp_path, capsys):
     out = tmp_path / "ds.csv"
-    rc = datasplit_main(["--dataset", str(fixture_dataset), "--classes", "nuc,er", "--csv-path", str(out),
-                         "--validate-ratio", "0.5", "--seed", "1"])
+    rc = datasplit_main(
+        [
+            "--dataset",
+            str(fixture_dataset),
+            "--classes",
+            "nuc,er",
+            "--csv-path",
+            str(out),
+            "--validate-ratio",
+            "0.5",
+            "--seed",
+            "1",
+        ]
+    )
     assert rc == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 3 and all(ln.split(",")[0] in ('"train"', '"validate"') for ln in lines)

@@ -53,15 +53,37 @@ def _train(tmp_path, dataset, name, *extra):
     return rc, out
 
 
-@pytest.mark.parametrize(("dims", "args"), [
-    (3, ["--patch-shape", "16,16,16", "--batch-size", "4", "--iterations", "400"]),
-    (2, ["--patch-shape", "1,32,32", "--batch-size", "8", "--iterations", "400"]),
-])
+@pytest.mark.parametrize(
+    ("dims", "args"),
+    [
+        (3, ["--patch-shape", "16,16,16", "--batch-size", "4", "--iterations", "400"]),
+        (2, ["--patch-shape", "1,32,32", "--batch-size", "8", "--iterations", "400"]),
+    ],
+)
 def test_overfits_one_crop(tmp_path, fixture_dataset, dims, args):
     """A small U-Net fits one crop: mean validation IoU (validated on that crop) > 0.9."""
-    rc, out = _train(tmp_path, fixture_dataset, f"overfit{dims}d", "--dims", str(dims), "--crops", "1",
-                     "--classes", "mito,nuc,ecs,cyto", "--learning-rate", "5e-3", "--class-balance", "1.0",
-                     "--no-pos-weight", "--no-augment", "--validate-every", "100", "--threads", "1", *args)
+    rc, out = _train(
+        tmp_path,
+        fixture_dataset,
+        f"overfit{dims}d",
+        "--dims",
+        str(dims),
+        "--crops",
+        "1",
+        "--classes",
+        "mito,nuc,ecs,cyto",
+        "--learning-rate",
+        "5e-3",
+        "--class-balance",
+        "1.0",
+        "--no-pos-weight",
+        "--no-augment",
+        "--validate-every",
+        "100",
+        "--threads",
+        "1",
+        *args,
+    )
     assert rc == 0
     m = read_manifest(out, "model")
     tr = m["training"]
@@ -73,8 +95,26 @@ def test_overfits_one_crop(tmp_path, fixture_dataset, dims, args):
 
 
 def test_resume_matches_uninterrupted_run(tmp_path, fixture_dataset):
-    common = ["--patch-shape", "8,16,16", "--batch-size", "2", "--iterations", "12", "--validate-every", "5",
-              "--depth", "2", "--base-features", "4", "--threads", "1", "--classes", "nuc,ecs,er", "--seed", "3"]
+    common = [
+        "--patch-shape",
+        "8,16,16",
+        "--batch-size",
+        "2",
+        "--iterations",
+        "12",
+        "--validate-every",
+        "5",
+        "--depth",
+        "2",
+        "--base-features",
+        "4",
+        "--threads",
+        "1",
+        "--classes",
+        "nuc,ecs,er",
+        "--seed",
+        "3",
+    ]
     rc, full = _train(tmp_path, fixture_dataset, "full", *common)
     assert rc == 0
     rc, part = _train(tmp_path, fixture_dataset, "part", *common, "--stop-after", "7")
@@ -93,11 +133,14 @@ def test_resume_matches_uninterrupted_run(tmp_path, fixture_dataset):
 
 def test_outputs_and_config_file(tmp_path, fixture_dataset):
     cfg = tmp_path / "train.yaml"
-    cfg.write_text("iterations: 6\nclasses: [nuc, er, ecs]\npatch_shape: [8, 16, 16]\nbase_features: 4\n"
-                   "depth: 2\nvalidate_every: 3\nbatch_size: 2\n")
+    cfg.write_text(
+        "iterations: 6\nclasses: [nuc, er, ecs]\npatch_shape: [8, 16, 16]\nbase_features: 4\n"
+        "depth: 2\nvalidate_every: 3\nbatch_size: 2\n"
+    )
     out = tmp_path / "models" / "cfg" / "model.json"
-    rc = main(["--config", str(cfg), "--dataset", str(fixture_dataset), "--output", str(out), "-q",
-               "--iterations", "4"])
+    rc = main(
+        ["--config", str(cfg), "--dataset", str(fixture_dataset), "--output", str(out), "-q", "--iterations", "4"]
+    )
     assert rc == 0
     m = read_manifest(out, "model")
     assert m["training"]["iterations"] == 4 and m["classes"] == ["nuc", "er", "ecs"]
@@ -105,8 +148,15 @@ def test_outputs_and_config_file(tmp_path, fixture_dataset):
     assert m["input"]["normalization"] == {"scale": pytest.approx(1 / 255), "offset": 0.0}
     assert m["output"] == "logits" and m["valid_shape"]["multiple"] == [2, 2, 2]
     d = out.parent
-    for name in ("curves.png", "samples.png", "metrics.jsonl", "datasplit.csv", "sample_input.npy",
-                 "checkpoints/best.pt", "checkpoints/latest.pt"):
+    for name in (
+        "curves.png",
+        "samples.png",
+        "metrics.jsonl",
+        "datasplit.csv",
+        "sample_input.npy",
+        "checkpoints/best.pt",
+        "checkpoints/latest.pt",
+    ):
         assert (d / name).is_file(), name
     assert list((d / "tensorboard").glob("events.out.tfevents.*"))
     assert (d / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -118,24 +168,42 @@ def test_outputs_and_config_file(tmp_path, fixture_dataset):
 
 
 def _corrupt_checkpoint(tmp_path, fixture_dataset):
-    rc, out = _train(tmp_path, fixture_dataset, "bad", "--iterations", "2", "--stop-after", "1",
-                     "--patch-shape", "8,8,8", "--depth", "2", "--base-features", "4", "--batch-size", "1")
+    rc, out = _train(
+        tmp_path,
+        fixture_dataset,
+        "bad",
+        "--iterations",
+        "2",
+        "--stop-after",
+        "1",
+        "--patch-shape",
+        "8,8,8",
+        "--depth",
+        "2",
+        "--base-features",
+        "4",
+        "--batch-size",
+        "1",
+    )
     assert rc == 0
     ck = out.parent / "checkpoints" / "latest.pt"
     ck.write_bytes(ck.read_bytes()[:1000])
     return ["--resume", "--iterations", "2", "--patch-shape", "8,8,8", "--depth", "2", "--base-features", "4"]
 
 
-@pytest.mark.parametrize(("case", "expect"), [
-    ("unknown_class", "unknown class(es) mitochondria"),
-    ("never_annotated", "pm annotated in no training crop"),
-    ("not_divisible", "is not divisible by the network's downsampling multiple [4, 4, 4]"),
-    ("2d_patch", "a 2D model takes patches of one z slice"),
-    ("no_training_crops", "no training crops"),
-    ("unknown_crop", "no training crop(s) 9"),
-    ("corrupt_checkpoint", "corrupt or unreadable checkpoint"),
-    ("wrong_kind", "/kind: is 'model', expected 'dataset'"),
-])
+@pytest.mark.parametrize(
+    ("case", "expect"),
+    [
+        ("unknown_class", "unknown class(es) mitochondria"),
+        ("never_annotated", "pm annotated in no training crop"),
+        ("not_divisible", "is not divisible by the network's downsampling multiple [4, 4, 4]"),
+        ("2d_patch", "a 2D model takes patches of one z slice"),
+        ("no_training_crops", "no training crops"),
+        ("unknown_crop", "no training crop(s) 9"),
+        ("corrupt_checkpoint", "corrupt or unreadable checkpoint"),
+        ("wrong_kind", "/kind: is 'model', expected 'dataset'"),
+    ],
+)
 def test_bad_input_one_line_exit_2(tmp_path, fixture_dataset, make_fixture_dataset, capsys, case, expect):
     dataset = fixture_dataset
     args = ["--iterations", "2"]
@@ -148,9 +216,19 @@ def test_bad_input_one_line_exit_2(tmp_path, fixture_dataset, make_fixture_datas
     elif case == "2d_patch":
         args += ["--dims", "2", "--patch-shape", "4,32,32"]
     elif case == "no_training_crops":
-        dataset = make_fixture_dataset(tmp_path / "only-test", crops=[
-            {"id": 9, "start": (180.0, 180.0, 180.0), "shape": (16, 16, 16), "vs": (8.0, 8.0, 8.0),
-             "classes": ("nuc",), "split": "test"}])
+        dataset = make_fixture_dataset(
+            tmp_path / "only-test",
+            crops=[
+                {
+                    "id": 9,
+                    "start": (180.0, 180.0, 180.0),
+                    "shape": (16, 16, 16),
+                    "vs": (8.0, 8.0, 8.0),
+                    "classes": ("nuc",),
+                    "split": "test",
+                }
+            ],
+        )
     elif case == "unknown_crop":
         args += ["--crops", "1,9"]
     elif case == "corrupt_checkpoint":
@@ -169,8 +247,23 @@ def test_bad_input_one_line_exit_2(tmp_path, fixture_dataset, make_fixture_datas
 
 def test_trains_on_fetched_synthetic_data(tmp_path, synthetic_data):
     """The fetcher's own dataset (anisotropic EM, multiscale labels) trains end to end."""
-    rc, out = _train(tmp_path, synthetic_data, "fetched", "--iterations", "6", "--validate-every", "3",
-                     "--patch-shape", "16,16,16", "--base-features", "4", "--batch-size", "2", "--threads", "1")
+    rc, out = _train(
+        tmp_path,
+        synthetic_data,
+        "fetched",
+        "--iterations",
+        "6",
+        "--validate-every",
+        "3",
+        "--patch-shape",
+        "16,16,16",
+        "--base-features",
+        "4",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+    )
     assert rc == 0
     m = read_manifest(out, "model")
     assert len(m["training"]["train_crops"]) + len(m["training"]["validate_crops"]) >= 2

@@ -84,8 +84,9 @@ def test_augment_moves_raw_and_labels_together(dims):
     raw = labels[0].copy()
     mask = labels[1:].copy()
     for seed in range(8):
-        r, t, m = data.augment(raw, labels, mask, np.random.default_rng(seed), dims=dims, transpose_z=dims == 3,
-                               jitter=0.0)
+        r, t, m = data.augment(
+            raw, labels, mask, np.random.default_rng(seed), dims=dims, transpose_z=dims == 3, jitter=0.0
+        )
         assert r.shape == shape and t.shape == (2, *shape)
         np.testing.assert_array_equal(r, t[0])
         np.testing.assert_array_equal(m[0], t[1])

@@ -63,8 +63,14 @@ def em_values(g: Geometry) -> np.ndarray:
 
 
 def _write_array(group, name: str, data: np.ndarray, geom: Geometry) -> None:
-    create_array(group, name, shape=data.shape, dtype=data.dtype, chunks=(16, 32, 32),
-                 attrs={"voxel_size": list(geom.voxel_size), "translation": list(geom.translation)})[...] = data
+    create_array(
+        group,
+        name,
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=(16, 32, 32),
+        attrs={"voxel_size": list(geom.voxel_size), "translation": list(geom.translation)},
+    )[...] = data
 
 
 def _write_class(zarr_root: Path, crop: str, name: str, data: np.ndarray, geom: Geometry) -> None:
@@ -90,8 +96,12 @@ def make_demo(root: Path) -> Demo:
     zpath = root / DATASET / f"{DATASET}.zarr"
     grp = open_group(zpath, "w")
     recon = grp.require_group("recon-1")
-    write_multiscale(recon.require_group("em"), "fibsem-uint8",
-                     [(em_values(EM_S0), EM_S0), (em_values(EM_S1), EM_S1)], chunks=(16, 32, 32))
+    write_multiscale(
+        recon.require_group("em"),
+        "fibsem-uint8",
+        [(em_values(EM_S0), EM_S0), (em_values(EM_S1), EM_S1)],
+        chunks=(16, 32, 32),
+    )
     labels = recon.require_group("labels").require_group("groundtruth").require_group("crop1")
     write_multiscale(labels, "mito", [(mito_ids(TRAIN_MITO), TRAIN_MITO)])
     write_multiscale(labels, "ecs", [(ecs_mask(TRAIN_ECS), TRAIN_ECS)])
@@ -106,20 +116,51 @@ def make_demo(root: Path) -> Demo:
     )
     gjson = TEST_GEOM.to_json()
     ds = new_manifest(
-        "dataset", "fetcher", started, source="synthetic", test_manifest="test_crop_manifest.csv",
+        "dataset",
+        "fetcher",
+        started,
+        source="synthetic",
+        test_manifest="test_crop_manifest.csv",
         truth="ground_truth.zarr",
-        datasets=[{"name": DATASET, "zarr": f"{DATASET}/{DATASET}.zarr", "em": {
-            "path": "recon-1/em/fibsem-uint8",
-            "levels": [{"path": f"s{i}", **g.to_json()} for i, g in enumerate((EM_S0, EM_S1))]}}],
+        datasets=[
+            {
+                "name": DATASET,
+                "zarr": f"{DATASET}/{DATASET}.zarr",
+                "em": {
+                    "path": "recon-1/em/fibsem-uint8",
+                    "levels": [{"path": f"s{i}", **g.to_json()} for i, g in enumerate((EM_S0, EM_S1))],
+                },
+            }
+        ],
         crops=[
-            {"id": 1, "dataset": DATASET, "split": "train", "classes": [
-                {"name": "mito", "kind": "instance", "path": "recon-1/labels/groundtruth/crop1/mito",
-                 "geometry": TRAIN_MITO.to_json()},
-                {"name": "ecs", "kind": "semantic", "path": "recon-1/labels/groundtruth/crop1/ecs",
-                 "geometry": TRAIN_ECS.to_json()}]},
-            {"id": 2, "dataset": DATASET, "split": "test", "classes": [
-                {"name": "mito", "kind": "instance", "geometry": gjson},
-                {"name": "ecs", "kind": "semantic", "geometry": gjson}]},
+            {
+                "id": 1,
+                "dataset": DATASET,
+                "split": "train",
+                "classes": [
+                    {
+                        "name": "mito",
+                        "kind": "instance",
+                        "path": "recon-1/labels/groundtruth/crop1/mito",
+                        "geometry": TRAIN_MITO.to_json(),
+                    },
+                    {
+                        "name": "ecs",
+                        "kind": "semantic",
+                        "path": "recon-1/labels/groundtruth/crop1/ecs",
+                        "geometry": TRAIN_ECS.to_json(),
+                    },
+                ],
+            },
+            {
+                "id": 2,
+                "dataset": DATASET,
+                "split": "test",
+                "classes": [
+                    {"name": "mito", "kind": "instance", "geometry": gjson},
+                    {"name": "ecs", "kind": "semantic", "geometry": gjson},
+                ],
+            },
         ],
     )
     dpath = root / "dataset.json"
@@ -130,22 +171,44 @@ def make_demo(root: Path) -> Demo:
     prob_ecs = (ecs_mask(TEST_GEOM) * 200).astype(np.uint8)
     _write_class(root / "predictions.zarr", "crop2", "mito", prob_mito, TEST_GEOM)
     _write_class(root / "predictions.zarr", "crop2", "ecs", prob_ecs, TEST_GEOM)
-    crops = [{"id": 2, "dataset": DATASET, "classes": [
-        {"name": "mito", "kind": "instance", "path": "crop2/mito/s0", "geometry": gjson},
-        {"name": "ecs", "kind": "semantic", "path": "crop2/ecs/s0", "geometry": gjson}]}]
+    crops = [
+        {
+            "id": 2,
+            "dataset": DATASET,
+            "classes": [
+                {"name": "mito", "kind": "instance", "path": "crop2/mito/s0", "geometry": gjson},
+                {"name": "ecs", "kind": "semantic", "path": "crop2/ecs/s0", "geometry": gjson},
+            ],
+        }
+    ]
     ppath = root / "predictions.json"
-    write_manifest(ppath, new_manifest(
-        "predictions", "predictor", started, inputs=[{"kind": "dataset", "path": "dataset.json",
-                                                      "sha256": "0" * 64}],
-        zarr="predictions.zarr", encoding={"dtype": "uint8", "scale": 1 / 255}, crops=crops))
+    write_manifest(
+        ppath,
+        new_manifest(
+            "predictions",
+            "predictor",
+            started,
+            inputs=[{"kind": "dataset", "path": "dataset.json", "sha256": "0" * 64}],
+            zarr="predictions.zarr",
+            encoding={"dtype": "uint8", "scale": 1 / 255},
+            crops=crops,
+        ),
+    )
     open_group(root / "processed.zarr", "w")
     _write_class(root / "processed.zarr", "crop2", "mito", (prob_mito > 127).astype(np.uint32) * 3, TEST_GEOM)
     _write_class(root / "processed.zarr", "crop2", "ecs", (prob_ecs > 127).astype(np.uint8), TEST_GEOM)
     qpath = root / "processed.json"
-    write_manifest(qpath, new_manifest(
-        "processed", "postprocessor", started,
-        inputs=[{"kind": "predictions", "path": "predictions.json", "sha256": "0" * 64}],
-        zarr="processed.zarr", crops=crops))
+    write_manifest(
+        qpath,
+        new_manifest(
+            "processed",
+            "postprocessor",
+            started,
+            inputs=[{"kind": "predictions", "path": "predictions.json", "sha256": "0" * 64}],
+            zarr="processed.zarr",
+            crops=crops,
+        ),
+    )
     # submission: a zip of a zarr v2 group (files at the zip root)
     sub_dir = root / "submission.zarr"
     sub = open_group(sub_dir, "w").require_group("crop2")
@@ -157,25 +220,53 @@ def make_demo(root: Path) -> Demo:
             if f.is_file():
                 zf.write(f, f.relative_to(sub_dir).as_posix())
     spath = root / "submission.json"
-    write_manifest(spath, new_manifest(
-        "submission", "packer", started,
-        inputs=[{"kind": "processed", "path": "processed.json", "sha256": "0" * 64}],
-        zip=artifact(zip_path, spath), rows=2, packed=2, missing=[]))
+    write_manifest(
+        spath,
+        new_manifest(
+            "submission",
+            "packer",
+            started,
+            inputs=[{"kind": "processed", "path": "processed.json", "sha256": "0" * 64}],
+            zip=artifact(zip_path, spath),
+            rows=2,
+            packed=2,
+            missing=[],
+        ),
+    )
     (root / "result.json").write_text(json.dumps({"overall_score": 0.6}))
     scpath = root / "scores.json"
-    write_manifest(scpath, new_manifest(
-        "scores", "evaluator", started, result="result.json", overall_score=0.62,
-        overall_instance_score=0.55, overall_semantic_score=0.7,
-        label_scores={"mito": {"f1": 0.6, "normalized_hausdorff_distance": 0.5, "combined_score": 0.55},
-                      "ecs": {"iou": 0.8, "normalized_hausdorff_distance": 0.6, "combined_score": 0.7}}))
+    write_manifest(
+        scpath,
+        new_manifest(
+            "scores",
+            "evaluator",
+            started,
+            result="result.json",
+            overall_score=0.62,
+            overall_instance_score=0.55,
+            overall_semantic_score=0.7,
+            label_scores={
+                "mito": {"f1": 0.6, "normalized_hausdorff_distance": 0.5, "combined_score": 0.55},
+                "ecs": {"iou": 0.8, "normalized_hausdorff_distance": 0.6, "combined_score": 0.7},
+            },
+        ),
+    )
     return Demo(root, dpath, ppath, qpath, spath, scpath)
 
 
 @pytest.fixture(scope="session")
 def g() -> SimpleNamespace:
     """The demo's constants (dataset name, geometries, object placement) for assertions."""
-    return SimpleNamespace(DATASET=DATASET, EM_S0=EM_S0, EM_S1=EM_S1, TRAIN_MITO=TRAIN_MITO, TRAIN_ECS=TRAIN_ECS,
-                           TEST_GEOM=TEST_GEOM, MITO_CENTRE=MITO_CENTRE, MITO_RADIUS=MITO_RADIUS)
+    return SimpleNamespace(
+        DATASET=DATASET,
+        EM_S0=EM_S0,
+        EM_S1=EM_S1,
+        TRAIN_MITO=TRAIN_MITO,
+        TRAIN_ECS=TRAIN_ECS,
+        TEST_GEOM=TEST_GEOM,
+        MITO_CENTRE=MITO_CENTRE,
+        MITO_RADIUS=MITO_RADIUS,
+    )
 
 
 @pytest.fixture(scope="session")

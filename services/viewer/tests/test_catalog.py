@@ -54,8 +54,9 @@ def test_a_class_path_naming_the_ome_ngff_group_or_a_plain_array(demo, g, tmp_pa
     ecs = open_array(proc / "crop2/ecs/s0")
     values, attrs = ecs[...], dict(ecs.attrs)
     shutil.rmtree(proc / "crop2/ecs")  # ecs as a plain array in the older layout
-    create_array(open_group(proc / "crop2", "a"), "ecs", shape=values.shape, dtype=values.dtype,
-                 attrs=attrs)[...] = values
+    create_array(open_group(proc / "crop2", "a"), "ecs", shape=values.shape, dtype=values.dtype, attrs=attrs)[...] = (
+        values
+    )
     data["crops"][0]["classes"][1]["path"] = "crop2/ecs"
     (root / "processed.json").write_text(json.dumps(data))
     cat = _catalog(root / "processed.json")

@@ -23,8 +23,20 @@ def test_serve_blocks_until_signalled(demo):
     import sys
     import urllib.request
 
-    cmd = [sys.executable, "-c", "import sys; from csc_viewer.cli import main; sys.exit(main())",
-           "--data", str(demo.root), "-c", "2", "--bind-address", "0.0.0.0", "--port", "0", "-q"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from csc_viewer.cli import main; sys.exit(main())",
+        "--data",
+        str(demo.root),
+        "-c",
+        "2",
+        "--bind-address",
+        "0.0.0.0",
+        "--port",
+        "0",
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # blocks until the server is up and the URL printed
@@ -46,9 +58,25 @@ def test_serve_blocks_until_signalled(demo):
 
 
 def test_montage_and_chart(demo, tmp_path):
-    rc = main(["-m", str(demo.processed), "-c", "test", "-k", "em,gt,predictions,processed", "-C", "mito,ecs",
-               "--montage", str(tmp_path / "m.png"), "--scores", str(demo.scores), "--chart", str(tmp_path / "c.png"),
-               "-q"])
+    rc = main(
+        [
+            "-m",
+            str(demo.processed),
+            "-c",
+            "test",
+            "-k",
+            "em,gt,predictions,processed",
+            "-C",
+            "mito,ecs",
+            "--montage",
+            str(tmp_path / "m.png"),
+            "--scores",
+            str(demo.scores),
+            "--chart",
+            str(tmp_path / "c.png"),
+            "-q",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "m.png"]  # -c test: crop 2 only, so the exact name
 
@@ -134,8 +162,18 @@ def test_port_in_use(demo, capsys):
 def test_help_lists_the_original_options(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for flag in ("-d DATASETS", "-c CROPS", "-C CLASSES", "-k KINDS", "--bind-address", "--port", "--screenshot",
-                 "--montage", "--chart", "--no-wait"):
+    for flag in (
+        "-d DATASETS",
+        "-c CROPS",
+        "-C CLASSES",
+        "-k KINDS",
+        "--bind-address",
+        "--port",
+        "--screenshot",
+        "--montage",
+        "--chart",
+        "--no-wait",
+    ):
         assert flag in out
 
 

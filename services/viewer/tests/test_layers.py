@@ -26,9 +26,16 @@ def test_names_and_types_follow_the_original(catalog):
     names = [spec.name for spec in view.layers]
     assert names[0] == "fibsem"
     assert names[1:] == [
-        "crop1/gt/ecs", "crop1/gt/mito",
-        "crop2/gt/ecs", "crop2/gt/mito", "crop2/predictions/ecs", "crop2/predictions/mito",
-        "crop2/processed/ecs", "crop2/processed/mito", "crop2/submission/ecs", "crop2/submission/mito",
+        "crop1/gt/ecs",
+        "crop1/gt/mito",
+        "crop2/gt/ecs",
+        "crop2/gt/mito",
+        "crop2/predictions/ecs",
+        "crop2/predictions/mito",
+        "crop2/processed/ecs",
+        "crop2/processed/mito",
+        "crop2/submission/ecs",
+        "crop2/submission/mito",
     ]
     kinds = {spec.name: (spec.layer_type, spec.role) for spec in view.layers}
     assert kinds["fibsem"] == ("image", "em")
@@ -60,10 +67,16 @@ def test_voxel_sizes_and_offsets_are_each_volumes_own(catalog, g):
 
 
 def test_em_level_follows_the_crops_resolution(g):
-    em = Volume("ds", "em", None, "fibsem", None, Path("."),
-                (Level("s0", g.EM_S0), Level("s1", g.EM_S1)))
-    coarse = Volume("ds", "gt", 5, "nuc", "instance", Path("."),
-                    (Level("s0", Geometry((6.0, 4.0, 4.0), (0.0, 0.0, 0.0), (4, 4, 4))),))
+    em = Volume("ds", "em", None, "fibsem", None, Path("."), (Level("s0", g.EM_S0), Level("s1", g.EM_S1)))
+    coarse = Volume(
+        "ds",
+        "gt",
+        5,
+        "nuc",
+        "instance",
+        Path("."),
+        (Level("s0", Geometry((6.0, 4.0, 4.0), (0.0, 0.0, 0.0), (4, 4, 4))),),
+    )
     view = build_views([em, coarse])[0]
     assert view.layer("fibsem").level.path == "s1"
     assert view.scales == (6.0, 4.0, 4.0)
@@ -103,7 +116,9 @@ def test_layer_for_every_role(g):
     lv = (Level("a", g.TEST_GEOM),)
     assert layer_for(Volume("d", "processed", 3, "er", "semantic", Path("."), lv), visible=False).role == "mask"
     assert layer_for(Volume("d", "submission", 3, "nuc", "instance", Path("."), lv), visible=True).role == "labels"
-    assert layer_for(Volume("d", "predictions", 3, "nuc", "instance", Path("."), lv), visible=True).role == "probability"
+    assert (
+        layer_for(Volume("d", "predictions", 3, "nuc", "instance", Path("."), lv), visible=True).role == "probability"
+    )
 
 
 def test_colours_are_stable_and_distinct():

@@ -91,7 +91,7 @@ def test_crop_montage_shows_em_and_classes(volumes, tmp_path):
     out = crop_montage(crop2, em, tmp_path / "m.png")
     rgb = _png(out)
     h, w, _ = rgb.shape
-    body = rgb[int(0.08 * h): int(0.88 * h)]  # below the title, above the legend
+    body = rgb[int(0.08 * h) : int(0.88 * h)]  # below the title, above the legend
     cols = np.array_split(body, 4, axis=1)  # EM, truth, predictions, processed
     em_col = cols[0]
     assert _saturated(em_col).mean() < 0.001  # EM alone is grey
@@ -104,7 +104,7 @@ def test_crop_montage_shows_em_and_classes(volumes, tmp_path):
         reds = (col[..., 0] > col[..., 1] + 60) & (col[..., 0] > col[..., 2] + 20)
         yellows = (col[..., 0] > 180) & (col[..., 1] > 160) & (col[..., 2] < 150)
         assert reds.sum() > 500 and yellows.sum() > 200, (mito, ecs)
-    legend = rgb[int(0.88 * h):]
+    legend = rgb[int(0.88 * h) :]
     assert (np.abs(legend - mito).sum(axis=-1) < 10).sum() > 20  # legend swatch in the class colour
     assert (np.abs(legend - ecs).sum(axis=-1) < 10).sum() > 20
 

@@ -43,12 +43,12 @@ def test_screenshot_shows_em_truth_and_masks(demo, tmp_path):
     # mito is a segmentation layer (neuroglancer's colour per id): a big coloured disc in the middle
     assert saturated.mean() > 0.15
     h, w = saturated.shape
-    assert saturated[h // 2 - 5: h // 2 + 5, w // 2 - 5: w // 2 + 5].all()  # the view opens on the crop
+    assert saturated[h // 2 - 5 : h // 2 + 5, w // 2 - 5 : w // 2 + 5].all()  # the view opens on the crop
     # ecs is a coloured mask in its class colour (blended over bright EM), in the band y < 77 nm at the top
     ecs = np.array(hex_to_rgb(class_color("ecs")))
     expected = 0.4 * 210 + 0.6 * ecs  # mask shader opacity 0.6 over the bright (210) EM of the ecs
     yellow = _near(rgb, "#" + "".join(f"{int(round(c)):02x}" for c in expected), tol=30)
-    assert yellow[: h // 5].sum() > 1000 and yellow[h // 2:].sum() == 0
+    assert yellow[: h // 5].sum() > 1000 and yellow[h // 2 :].sum() == 0
 
 
 def test_screenshot_four_panels_with_predictions(demo, tmp_path):
@@ -56,14 +56,30 @@ def test_screenshot_four_panels_with_predictions(demo, tmp_path):
     reds = (rgb[..., 0] > rgb[..., 1] + 80) & (rgb[..., 0] > rgb[..., 2] + 40)
     h, w = reds.shape
     # probability shader paints mito in its colour in the xy (top left) and xz (top right) panels
-    assert reds[: h // 2, : w // 2].mean() > 0.05 and reds[: h // 2, w // 2:].mean() > 0.05
+    assert reds[: h // 2, : w // 2].mean() > 0.05 and reds[: h // 2, w // 2 :].mean() > 0.05
 
 
 def test_screenshot_of_the_fetched_demo_data_one_per_dataset(synthetic_data, tmp_path):
     """`make demo`'s data (two datasets, one anisotropic): one picture per dataset, each showing its test crop."""
     out = tmp_path / "demo.png"
-    assert main(["-m", str(synthetic_data), "-c", "test", "--screenshot", str(out), "--size", "480x360",
-                 "--layout", "xy", "-q"]) == 0
+    assert (
+        main(
+            [
+                "-m",
+                str(synthetic_data),
+                "-c",
+                "test",
+                "--screenshot",
+                str(out),
+                "--size",
+                "480x360",
+                "--layout",
+                "xy",
+                "-q",
+            ]
+        )
+        == 0
+    )
     shots = sorted(tmp_path.glob("demo-*.png"))
     assert [p.name for p in shots] == ["demo-syn_aniso-1.png", "demo-syn_iso-1.png"]
     for shot in shots:

@@ -35,7 +35,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} ({exc})".replace("\n", " ")) from None
+        raise InputError(
+            f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} ({exc})".replace("\n", " ")
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -65,7 +67,9 @@ def parse_config(config_cls: type[C], argv: Sequence[str] | None, prog: str, des
     names = {f.name for f in dataclasses.fields(config_cls)}  # type: ignore[arg-type]
     unknown = sorted(set(file_values) - names)
     if unknown:
-        raise InputError(f"{ns.config}: unknown config field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        raise InputError(
+            f"{ns.config}: unknown config field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
     merged = {**file_values, **values}
     try:
         return config_cls(**merged)

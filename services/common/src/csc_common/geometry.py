@@ -82,9 +82,7 @@ class Geometry:
         if any(v <= 0 for v in vs):
             raise GeometryError(f"voxel_size must be positive, got {list(vs)}")
         shape = tuple(int(s) for s in self.shape)
-        if len(shape) != 3 or any(s < 0 for s in shape) or any(
-            float(s) != float(o) for s, o in zip(shape, self.shape)
-        ):
+        if len(shape) != 3 or any(s < 0 for s in shape) or any(float(s) != float(o) for s, o in zip(shape, self.shape)):
             raise GeometryError(f"shape must be 3 non-negative integers (z, y, x), got {list(self.shape)!r}")
         object.__setattr__(self, "voxel_size", vs)
         object.__setattr__(self, "translation", tr)

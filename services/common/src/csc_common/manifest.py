@@ -52,7 +52,9 @@ def _pointer(path: Any) -> str:
 
 def validate(data: Any, kind: str, source: str = "<manifest>") -> None:
     """Raise ManifestError naming ``source`` and the JSON pointer of the first problem."""
-    errors = sorted(_validator(kind).iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        _validator(kind).iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if errors:
         err = errors[0]
         raise ManifestError(f"{source}: {_pointer(err.absolute_path)}: {err.message}")
@@ -160,8 +162,15 @@ def producer(stage: str, started: str, args: list[str] | None = None) -> dict[st
     }
 
 
-def new_manifest(kind: str, stage: str, started: str, *, inputs: list[dict[str, Any]] | None = None,
-                 args: list[str] | None = None, **body: Any) -> dict[str, Any]:
+def new_manifest(
+    kind: str,
+    stage: str,
+    started: str,
+    *,
+    inputs: list[dict[str, Any]] | None = None,
+    args: list[str] | None = None,
+    **body: Any,
+) -> dict[str, Any]:
     """A manifest dict with the common header filled in; ``body`` is the kind's content."""
     return {
         "kind": kind,

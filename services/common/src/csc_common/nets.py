@@ -120,8 +120,9 @@ class UNet(nn.Module):
     returns 5D tensors whatever ``dims`` is (see the module docstring).
     """
 
-    def __init__(self, *, dims: int, in_channels: int, out_channels: int, depth: int, base_features: int,
-                 norm: str) -> None:
+    def __init__(
+        self, *, dims: int, in_channels: int, out_channels: int, depth: int, base_features: int, norm: str
+    ) -> None:
         super().__init__()
         self.dims = dims
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
@@ -168,13 +169,27 @@ class UNet(nn.Module):
 def build_model(architecture: dict[str, Any]) -> nn.Module:
     """A freshly initialised network for ``architecture`` (see the module docstring)."""
     arch = normalize_architecture(architecture)
-    return UNet(dims=arch["dims"], in_channels=arch["in_channels"], out_channels=arch["out_channels"],
-                depth=arch["depth"], base_features=arch["base_features"], norm=arch["norm"])
+    return UNet(
+        dims=arch["dims"],
+        in_channels=arch["in_channels"],
+        out_channels=arch["out_channels"],
+        depth=arch["depth"],
+        base_features=arch["base_features"],
+        norm=arch["norm"],
+    )
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, architecture: dict[str, Any], *,
-                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, scaler: Any = None,
-                    iteration: int = 0, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    architecture: dict[str, Any],
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    iteration: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint atomically (temp file + rename); a killed run leaves the old one intact."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -124,8 +124,11 @@ def iter_zip_problems(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> It
         yield ZipProblem(ZIP, f"{len(infos)} members exceed the limit of {limits.max_members} (CSC_MAX_ZIP_MEMBERS)")
     total = sum(i.file_size for i in infos)
     if total > limits.max_uncompressed_size:
-        yield ZipProblem(ZIP, f"uncompressed size {_size(total)} exceeds the limit of "
-                              f"{_size(limits.max_uncompressed_size)} (MAX_UNCOMPRESSED_SIZE)")
+        yield ZipProblem(
+            ZIP,
+            f"uncompressed size {_size(total)} exceeds the limit of "
+            f"{_size(limits.max_uncompressed_size)} (MAX_UNCOMPRESSED_SIZE)",
+        )
     seen: set[str] = set()
     for info in infos:
         name = info.filename
@@ -144,8 +147,11 @@ def iter_zip_problems(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> It
         seen.add(key)
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > RATIO_MIN_SIZE and ratio > limits.max_compression_ratio:
-            yield ZipProblem(name, f"{what} compression ratio {ratio:.0f}:1 exceeds "
-                                   f"{limits.max_compression_ratio:.0f}:1 (CSC_MAX_COMPRESSION_RATIO)")
+            yield ZipProblem(
+                name,
+                f"{what} compression ratio {ratio:.0f}:1 exceeds "
+                f"{limits.max_compression_ratio:.0f}:1 (CSC_MAX_COMPRESSION_RATIO)",
+            )
 
 
 def zip_problems(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> list[ZipProblem]:

@@ -68,7 +68,8 @@ def run(cfg: Config) -> dict[str, Any]:
     rows = read_crop_manifest(manifest_path)
     constants = Constants.from_env()
     instance_classes = (
-        [c.strip() for c in cfg.instance_classes.split(",") if c.strip()] if cfg.instance_classes
+        [c.strip() for c in cfg.instance_classes.split(",") if c.strip()]
+        if cfg.instance_classes
         else list(INSTANCE_CLASSES)
     )
     git_version = f"csc-evaluator {__version__}"
@@ -77,22 +78,45 @@ def run(cfg: Config) -> dict[str, Any]:
             sub.root, truth, rows, instance_classes=instance_classes, rules=cfg.rules, compare_empty=cfg.compare_empty
         )
         workers = pool_size(plan.jobs, cfg.workers or env_max_workers())
-        log.info("scoring %d (crop, class) pairs of %d test rows with %d worker(s)", len(plan.jobs),
-                 plan.total_evals, workers)
-        extended, public = score(plan, constants, instance_classes=instance_classes, rules=cfg.rules,
-                                 workers=workers, git_version=git_version)
+        log.info(
+            "scoring %d (crop, class) pairs of %d test rows with %d worker(s)",
+            len(plan.jobs),
+            plan.total_evals,
+            workers,
+        )
+        extended, public = score(
+            plan,
+            constants,
+            instance_classes=instance_classes,
+            rules=cfg.rules,
+            workers=workers,
+            git_version=git_version,
+        )
     empty_public = None
     if cfg.compare_empty:
-        _, empty_public = score(empty_plan, constants, instance_classes=instance_classes, rules=cfg.rules,
-                                workers=workers, git_version=git_version, desc="scoring empty")
+        _, empty_public = score(
+            empty_plan,
+            constants,
+            instance_classes=instance_classes,
+            rules=cfg.rules,
+            workers=workers,
+            git_version=git_version,
+            desc="scoring empty",
+        )
     ext_path = extended_path(result_path)
     write_json(result_path, public)
     write_json(ext_path, extended)
-    inputs = [{"kind": "test-crop-manifest", "path": relpath(manifest_path, scores_path),
-               "sha256": sha256_file(manifest_path)}]
+    inputs = [
+        {
+            "kind": "test-crop-manifest",
+            "path": relpath(manifest_path, scores_path),
+            "sha256": sha256_file(manifest_path),
+        }
+    ]
     if sub.source.is_file():
-        inputs.append({"kind": "submission-zip", "path": relpath(sub.source, scores_path),
-                       "sha256": sha256_file(sub.source)})
+        inputs.append(
+            {"kind": "submission-zip", "path": relpath(sub.source, scores_path), "sha256": sha256_file(sub.source)}
+        )
     body: dict[str, Any] = {
         "result": relpath(result_path, scores_path),
         "extended": relpath(ext_path, scores_path),
@@ -110,7 +134,6 @@ def run(cfg: Config) -> dict[str, Any]:
     if empty_public is not None:
         body["empty_overall_score"] = empty_public["overall_score"]
     write_manifest(scores_path, new_manifest("scores", "evaluator", started, inputs=inputs, **body))
-    log.info("per-class scores (%s):\n%s", sub_path,
-             table(extended, set(instance_classes), empty=empty_public))
+    log.info("per-class scores (%s):\n%s", sub_path, table(extended, set(instance_classes), empty=empty_public))
     log.info("wrote %s, %s and %s in %.1f s", result_path, ext_path, scores_path, time.perf_counter() - t0)
     return public

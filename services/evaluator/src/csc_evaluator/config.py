@@ -15,18 +15,27 @@ class Config:
 
     submission: str = field(
         default="",
-        metadata={"args": ["submission"], "nargs": "?", "type": str, "metavar": "SUBMISSION",
-                  "help": "submission: a zip, a folder holding exactly one zip, or a zarr folder"},
+        metadata={
+            "args": ["submission"],
+            "nargs": "?",
+            "type": str,
+            "metavar": "SUBMISSION",
+            "help": "submission: a zip, a folder holding exactly one zip, or a zarr folder",
+        },
     )
     submission_path: str = field(
         default="",
-        metadata={"args": ["-s", "--submission-path", "--submission_path"],
-                  "help": "the submission (the original's -s form; same as the positional SUBMISSION)"},
+        metadata={
+            "args": ["-s", "--submission-path", "--submission_path"],
+            "help": "the submission (the original's -s form; same as the positional SUBMISSION)",
+        },
     )
     truth: str = field(
         default="",
-        metadata={"args": ["--truth", "-t", "--truth-path", "--truth_path"],
-                  "help": "ground-truth zarr: crop<N>/<class> arrays with voxel_size attrs (optional <class>_mask)"},
+        metadata={
+            "args": ["--truth", "-t", "--truth-path", "--truth_path"],
+            "help": "ground-truth zarr: crop<N>/<class> arrays with voxel_size attrs (optional <class>_mask)",
+        },
     )
     test_manifest: str = field(
         default="",
@@ -34,16 +43,20 @@ class Config:
     )
     output: str = field(
         default="",
-        metadata={"args": ["--output", "-r", "--result-file", "--result_file"],
-                  "help": "result JSON path (default result.json); RESULT_extended.json is written beside it"},
+        metadata={
+            "args": ["--output", "-r", "--result-file", "--result_file"],
+            "help": "result JSON path (default result.json); RESULT_extended.json is written beside it",
+        },
     )
     scores_manifest: str = field(
         default="", metadata={"help": "scores manifest path (default: scores.json beside the result)"}
     )
     instance_classes: str = field(
         default="",
-        metadata={"args": ["--instance-classes", "-ic", "--instance_classes"],
-                  "help": "comma list of classes scored as instances (default: the challenge's list)"},
+        metadata={
+            "args": ["--instance-classes", "-ic", "--instance_classes"],
+            "help": "comma list of classes scored as instances (default: the challenge's list)",
+        },
     )
     compare_empty: bool = field(
         default=False, metadata={"help": "also score an all-empty submission on the same rows and print both"}
@@ -56,7 +69,9 @@ class Config:
     )
     rules: Literal["challenge", "documented", "official"] = field(
         default="challenge",
-        metadata={"help": "challenge: the leaderboard's numbers (official matching + Hausdorff) with the documented "
-                          "class discovery; documented: the documented Hausdorff rule too; official: also the official "
-                          "code's discovery quirks (see README)"},
+        metadata={
+            "help": "challenge: the leaderboard's numbers (official matching + Hausdorff) with the documented "
+            "class discovery; documented: the documented Hausdorff rule too; official: also the official "
+            "code's discovery quirks (see README)"
+        },
     )

@@ -159,8 +159,12 @@ def run_job(job: Job, constants: Constants, rules: Rules) -> dict[str, Any]:
     if job.pred is None and not job.empty:
         truth = truth_arr[...]
         rec = scoring.missing_score(truth, _truth_voxel_size(truth_arr, job.truth), instance=job.instance)
-        return {**rec, "num_voxels": int(truth.size), "voxel_size": _truth_voxel_size(truth_arr, job.truth),
-                "is_missing": True}
+        return {
+            **rec,
+            "num_voxels": int(truth.size),
+            "voxel_size": _truth_voxel_size(truth_arr, job.truth),
+            "is_missing": True,
+        }
     truth = truth_arr[...]
     if job.target is not None:
         target = Geometry.from_json(job.target)

@@ -104,8 +104,20 @@ def expected(root: Path) -> None:
     for rules in ("challenge", "documented", "official"):
         out = root / f"expected_{rules}"
         shutil.rmtree(out, ignore_errors=True)
-        rc = main([str(root / "submission.zip"), "--truth", str(root / "truth.zarr"), "--output",
-                   str(out / "result.json"), "--rules", rules, "--workers", "1", "-q"])
+        rc = main(
+            [
+                str(root / "submission.zip"),
+                "--truth",
+                str(root / "truth.zarr"),
+                "--output",
+                str(out / "result.json"),
+                "--rules",
+                rules,
+                "--workers",
+                "1",
+                "-q",
+            ]
+        )
         assert rc == 0, rc
         (out / "scores.json").unlink()  # has timestamps; the two result files are the pinned format
         for f in out.glob("*.json"):

@@ -40,8 +40,16 @@ INPUT_NAME = "raw"
 OUTPUT_NAME = "logits"
 
 
-def export_onnx(model: nn.Module, path: Path, *, patch: Sequence[int], multiple: Sequence[int], channels: int = 1,
-                opset: int = 18, exporter: Literal["dynamo", "torchscript"] = "dynamo") -> None:
+def export_onnx(
+    model: nn.Module,
+    path: Path,
+    *,
+    patch: Sequence[int],
+    multiple: Sequence[int],
+    channels: int = 1,
+    opset: int = 18,
+    exporter: Literal["dynamo", "torchscript"] = "dynamo",
+) -> None:
     """Write ``model`` as one self-contained ONNX file with dynamic batch and spatial axes.
 
     With the dynamo exporter each spatial axis is declared as ``multiple * k``
@@ -55,14 +63,30 @@ def export_onnx(model: nn.Module, path: Path, *, patch: Sequence[int], multiple:
             dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
             for axis, (name, m) in enumerate(zip(names, multiple, strict=True), start=2):
                 dims[axis] = torch.export.Dim(name, min=1) if m == 1 else m * torch.export.Dim(name, min=1)
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              opset_version=opset, dynamo=True, dynamic_shapes={"x": dims}, external_data=False,
-                              verbose=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes={"x": dims},
+                external_data=False,
+                verbose=False,
+            )
         else:
             axes = {0: "batch", 2: "z", 3: "y", 4: "x"}
-            torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              opset_version=opset, dynamo=False,
-                              dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes})
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+            )
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     got = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
@@ -159,18 +183,19 @@ def run(cfg: Any, mm: Manifest, *, args: list[str] | None = None) -> Manifest:
     try:
         onnx_tmp = tmp / "model.onnx"
         t0 = time.perf_counter()
-        export_onnx(model, onnx_tmp, patch=patch, multiple=multiple, channels=channels, opset=cfg.opset,
-                    exporter=cfg.exporter)
+        export_onnx(
+            model, onnx_tmp, patch=patch, multiple=multiple, channels=channels, opset=cfg.opset, exporter=cfg.exporter
+        )
         export_s = time.perf_counter() - t0
         sess = session(onnx_tmp, cfg.threads)
-        checks = {"random": max_abs_diff(sess, model, random_x),
-                  "dynamic_shape": max_abs_diff(sess, model, dyn_x)}
+        checks = {"random": max_abs_diff(sess, model, random_x), "dynamic_shape": max_abs_diff(sess, model, dyn_x)}
         if real_x is not None:
             checks["real"] = max_abs_diff(sess, model, real_x)
         worst = max(checks.values())
         if not worst <= cfg.tolerance:
-            raise StageFailed(f"onnxruntime differs from torch by {worst:.3g} (> tolerance {cfg.tolerance:g}); "
-                              f"per check: {checks}")
+            raise StageFailed(
+                f"onnxruntime differs from torch by {worst:.3g} (> tolerance {cfg.tolerance:g}); per check: {checks}"
+            )
         test_x = real_x if real_x is not None else random_x
         np.save(tmp / "test_input.npy", test_x)
         np.save(tmp / "test_expected.npy", torch_logits(model, test_x))
@@ -203,19 +228,36 @@ def run(cfg: Any, mm: Manifest, *, args: list[str] | None = None) -> Manifest:
         "classes": mm["classes"],
         **({"class_kinds": mm["class_kinds"]} if "class_kinds" in mm.data else {}),
         "valid_shape": {"multiple": multiple, "min": multiple},
-        "verification": {"max_abs_diff": worst, "tolerance": cfg.tolerance, "checks": checks,
-                         "engine": "onnxruntime CPUExecutionProvider",
-                         "dynamic_shape": [2, channels, *dyn_shape]},
-        "test_tensors": {"input": artifact(finals["test_input.npy"], out),
-                         "expected": artifact(finals["test_expected.npy"], out),
-                         "source": "trainer sample patch" if real_x is not None else "random"},
+        "verification": {
+            "max_abs_diff": worst,
+            "tolerance": cfg.tolerance,
+            "checks": checks,
+            "engine": "onnxruntime CPUExecutionProvider",
+            "dynamic_shape": [2, channels, *dyn_shape],
+        },
+        "test_tensors": {
+            "input": artifact(finals["test_input.npy"], out),
+            "expected": artifact(finals["test_expected.npy"], out),
+            "source": "trainer sample patch" if real_x is not None else "random",
+        },
         "latency_ms": lat,
         "export_seconds": round(export_s, 2),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
     }
-    written = write_manifest(out, new_manifest("onnx-model", "exporter", started, inputs=[mm.ref(out)], args=args,
-                                               **body))
-    log.info("exported %s -> %s (opset %d, %s): max |onnxruntime - torch| %.2e (tolerance %g); latency for %s: "
-             "torch %.1f ms, onnxruntime %.1f ms", mm.path.name, finals["model.onnx"], cfg.opset, cfg.exporter,
-             worst, cfg.tolerance, "x".join(map(str, patch)), lat["torch"]["median"], lat["onnxruntime"]["median"])
+    written = write_manifest(
+        out, new_manifest("onnx-model", "exporter", started, inputs=[mm.ref(out)], args=args, **body)
+    )
+    log.info(
+        "exported %s -> %s (opset %d, %s): max |onnxruntime - torch| %.2e (tolerance %g); latency for %s: "
+        "torch %.1f ms, onnxruntime %.1f ms",
+        mm.path.name,
+        finals["model.onnx"],
+        cfg.opset,
+        cfg.exporter,
+        worst,
+        cfg.tolerance,
+        "x".join(map(str, patch)),
+        lat["torch"]["median"],
+        lat["onnxruntime"]["median"],
+    )
     return written

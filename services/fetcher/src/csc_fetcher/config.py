@@ -9,43 +9,100 @@ from typing import Literal, Optional
 class Config:
     """Fetch the challenge's EM and ground-truth crops (from S3, or the embedded synthetic dataset)."""
 
-    source: Literal["s3", "synthetic", "local"] = field(default="s3", metadata={
-        "help": "s3: the public bucket (or --endpoint-url); synthetic: generate the embedded dataset into "
-                "--bucket-dir (default DEST/.synthetic-bucket) and fetch from it; local: a folder in bucket layout"})
+    source: Literal["s3", "synthetic", "local"] = field(
+        default="s3",
+        metadata={
+            "help": "s3: the public bucket (or --endpoint-url); synthetic: generate the embedded dataset into "
+            "--bucket-dir (default DEST/.synthetic-bucket) and fetch from it; local: a folder in bucket layout"
+        },
+    )
     dest: str = field(default="data", metadata={"args": ["-d", "--dest"], "help": "destination root folder"})
-    output: Optional[str] = field(default=None, metadata={"help": "dataset manifest to write (default DEST/dataset.json)"})
-    crops: str = field(default="all", metadata={
-        "args": ["-c", "--crops"], "help": "'all' (training + test crops), 'test' (test crops, EM only), 'train', "
-                                           "or comma-separated crop ids like 111,112"})
+    output: Optional[str] = field(
+        default=None, metadata={"help": "dataset manifest to write (default DEST/dataset.json)"}
+    )
+    crops: str = field(
+        default="all",
+        metadata={
+            "args": ["-c", "--crops"],
+            "help": "'all' (training + test crops), 'test' (test crops, EM only), 'train', "
+            "or comma-separated crop ids like 111,112",
+        },
+    )
     classes: Optional[str] = field(default=None, metadata={"help": "comma-separated classes to fetch (default all)"})
     datasets: Optional[str] = field(default=None, metadata={"help": "comma-separated datasets to fetch (default all)"})
-    raw_padding: int = field(default=0, metadata={
-        "args": ["-p", "--raw-padding"], "help": "extra EM voxels around each crop, same count at every level"})
-    access_mode: Literal["append", "overwrite"] = field(default="append", metadata={
-        "args": ["-m", "--access-mode"], "help": "append keeps existing files; overwrite deletes each dataset's zarr first"})
-    fetch_all_em_resolutions: bool = field(default=False, metadata={
-        "args": ["--fetch-all-em-resolutions", "-all-res"],
-        "help": "fetch every EM level (default: skip levels finer than 0.8 x the label voxel size)"})
-    resolution: Optional[str] = field(default=None, metadata={
-        "help": "only the EM level(s) closest to these voxel sizes in nm, e.g. 8 or 8,16"})
-    batch_size: int = field(default=256, metadata={"args": ["-b", "--batch-size"], "help": "objects per copy task (lowered automatically so that every worker has work)"})
-    num_workers: Optional[int] = field(default=None, metadata={
-        "args": ["-w", "--num-workers"], "help": "parallel downloads (default env CSC_FETCH_DATA_NUM_WORKERS or 32)"})
-    zip: bool = field(default=False, metadata={
-        "help": "download the pre-made zip (only with --crops all) instead of chunks; unzip it yourself"})
-    dry_run: bool = field(default=False, metadata={
-        "help": "print the plan (datasets, crops, objects, bytes, estimated time) and stop"})
-    manifest: Optional[str] = field(default=None, metadata={
-        "help": "training crop manifest (manifest.csv) path or URL; default the challenge's published one "
-                "(env CSC_FETCH_DATA_MANIFEST_URL)"})
-    test_manifest: Optional[str] = field(default=None, metadata={
-        "help": "test crop manifest path or URL (default env CSC_TEST_CROP_MANIFEST_URL or the published one)"})
-    zip_manifest: Optional[str] = field(default=None, metadata={
-        "help": "zip manifest path or URL (default env CSC_FETCH_ZIP_DATA_MANIFEST_URL or the published one)"})
-    endpoint_url: Optional[str] = field(default=None, metadata={
-        "help": "S3-compatible endpoint (default env AWS_ENDPOINT_URL, else AWS)"})
-    bucket_dir: Optional[str] = field(default=None, metadata={
-        "help": "folder of the synthetic/local bucket (default DEST/.synthetic-bucket for --source synthetic)"})
+    raw_padding: int = field(
+        default=0,
+        metadata={
+            "args": ["-p", "--raw-padding"],
+            "help": "extra EM voxels around each crop, same count at every level",
+        },
+    )
+    access_mode: Literal["append", "overwrite"] = field(
+        default="append",
+        metadata={
+            "args": ["-m", "--access-mode"],
+            "help": "append keeps existing files; overwrite deletes each dataset's zarr first",
+        },
+    )
+    fetch_all_em_resolutions: bool = field(
+        default=False,
+        metadata={
+            "args": ["--fetch-all-em-resolutions", "-all-res"],
+            "help": "fetch every EM level (default: skip levels finer than 0.8 x the label voxel size)",
+        },
+    )
+    resolution: Optional[str] = field(
+        default=None, metadata={"help": "only the EM level(s) closest to these voxel sizes in nm, e.g. 8 or 8,16"}
+    )
+    batch_size: int = field(
+        default=256,
+        metadata={
+            "args": ["-b", "--batch-size"],
+            "help": "objects per copy task (lowered automatically so that every worker has work)",
+        },
+    )
+    num_workers: Optional[int] = field(
+        default=None,
+        metadata={
+            "args": ["-w", "--num-workers"],
+            "help": "parallel downloads (default env CSC_FETCH_DATA_NUM_WORKERS or 32)",
+        },
+    )
+    zip: bool = field(
+        default=False,
+        metadata={"help": "download the pre-made zip (only with --crops all) instead of chunks; unzip it yourself"},
+    )
+    dry_run: bool = field(
+        default=False, metadata={"help": "print the plan (datasets, crops, objects, bytes, estimated time) and stop"}
+    )
+    manifest: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "training crop manifest (manifest.csv) path or URL; default the challenge's published one "
+            "(env CSC_FETCH_DATA_MANIFEST_URL)"
+        },
+    )
+    test_manifest: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "test crop manifest path or URL (default env CSC_TEST_CROP_MANIFEST_URL or the published one)"
+        },
+    )
+    zip_manifest: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "zip manifest path or URL (default env CSC_FETCH_ZIP_DATA_MANIFEST_URL or the published one)"
+        },
+    )
+    endpoint_url: Optional[str] = field(
+        default=None, metadata={"help": "S3-compatible endpoint (default env AWS_ENDPOINT_URL, else AWS)"}
+    )
+    bucket_dir: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "folder of the synthetic/local bucket (default DEST/.synthetic-bucket for --source synthetic)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "synthetic data seed"})
     size: Literal["tiny", "demo"] = field(default="demo", metadata={"help": "synthetic data size"})
     retries: int = field(default=8, metadata={"help": "attempts per S3 request (exponential backoff + jitter)"})

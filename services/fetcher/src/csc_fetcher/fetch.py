@@ -144,9 +144,12 @@ def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str
     if cfg.source == "synthetic":
         bucket_dir = Path(cfg.bucket_dir) if cfg.bucket_dir else dest / ".synthetic-bucket"
         spec = synthetic.build_spec(cfg.seed, cfg.size)
-        train_text = (read_text(cfg.manifest) if cfg.manifest else synthetic.manifest_csv(spec))
-        test_text = (read_text(cfg.test_manifest) if cfg.test_manifest
-                     else write_crop_manifest(synthetic.crop_rows(spec, "test")))
+        train_text = read_text(cfg.manifest) if cfg.manifest else synthetic.manifest_csv(spec)
+        test_text = (
+            read_text(cfg.test_manifest)
+            if cfg.test_manifest
+            else write_crop_manifest(synthetic.crop_rows(spec, "test"))
+        )
         label = f"synthetic (seed {cfg.seed}, size {cfg.size}) at {bucket_dir}"
 
         def prepare() -> bool:
@@ -184,7 +187,9 @@ def _em_key(ds: str) -> str:
     return f"{ds}/{ds}.zarr/{EM_PATH}"
 
 
-def _read_multiscale(source: Source, group_key: str, workers: int) -> tuple[list[Level], dict[str, ArrayMeta], dict[str, bytes]]:
+def _read_multiscale(
+    source: Source, group_key: str, workers: int
+) -> tuple[list[Level], dict[str, ArrayMeta], dict[str, bytes]]:
     """Levels + array metadata of a multiscale group, and the raw metadata documents (to copy verbatim)."""
     raw: dict[str, bytes] = {}
     zattrs = source.get(f"{group_key}/.zattrs")
@@ -192,8 +197,11 @@ def _read_multiscale(source: Source, group_key: str, workers: int) -> tuple[list
         raise InputError(f"{source.name}/{group_key}: no multiscale group (.zattrs missing)")
     raw[".zattrs"] = zattrs
     attrs = read_json_bytes(zattrs, f"{source.name}/{group_key}/.zattrs")
-    paths = [d.get("path") for d in attrs.get("multiscales", [{}])[0].get("datasets", [])] if isinstance(
-        attrs.get("multiscales"), list) and attrs["multiscales"] else []
+    paths = (
+        [d.get("path") for d in attrs.get("multiscales", [{}])[0].get("datasets", [])]
+        if isinstance(attrs.get("multiscales"), list) and attrs["multiscales"]
+        else []
+    )
     if not paths:
         raise InputError(f"{source.name}/{group_key}/.zattrs: no OME-NGFF multiscales datasets")
     keys = [".zgroup"] + [f"{p}/.zarray" for p in paths] + [f"{p}/.zattrs" for p in paths]
@@ -213,14 +221,17 @@ def _read_multiscale(source: Source, group_key: str, workers: int) -> tuple[list
 def _levels_from_docs(zattrs: bytes, zarrays: dict[str, bytes], where: str) -> tuple[list[Level], dict[str, ArrayMeta]]:
     """OME-NGFF levels and chunk metadata from a group's ``.zattrs`` and its levels' ``.zarray`` documents."""
     attrs = read_json_bytes(zattrs, f"{where}/.zattrs")
-    metas = {p: ArrayMeta.from_zarray(read_json_bytes(d, f"{where}/{p}/.zarray"), f"{where}/{p}/.zarray")
-             for p, d in zarrays.items()}
+    metas = {
+        p: ArrayMeta.from_zarray(read_json_bytes(d, f"{where}/{p}/.zarray"), f"{where}/{p}/.zarray")
+        for p, d in zarrays.items()
+    }
     levels = parse_multiscales(attrs, {p: m.shape for p, m in metas.items()}, where)
     return levels, metas
 
 
-def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers: int, label: str,
-               manifests: dict[str, str]) -> Plan:
+def build_plan(
+    source: Source, sel: Selection, cfg: Config, dest: Path, workers: int, label: str, manifests: dict[str, str]
+) -> Plan:
     """Everything to copy: metadata, label objects of the selected crops/classes, EM chunks near crops."""
     resolutions = _floats(cfg.resolution)
     pad = int(cfg.raw_padding)
@@ -255,7 +266,7 @@ def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers:
     wanted_by_crop: list[list[str]] = []
     meta_objs: list[ObjectInfo] = []
     for t, ck, objs in zip(sel.train, crop_keys, listings, strict=True):
-        rels = [o.key[len(ck) + 1:] for o in objs]
+        rels = [o.key[len(ck) + 1 :] for o in objs]
         present = sorted({r.split("/", 1)[0] for r in rels if "/" in r})
         wanted = [c for c in present if sel.classes is None or c in sel.classes]
         wanted_by_crop.append(wanted)
@@ -277,12 +288,15 @@ def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers:
             zattrs = docs.get(f"{ck}/{c}/.zattrs")
             if zattrs is None:
                 raise InputError(f"{source.name}/{ck}/{c}: label group without .zattrs (no multiscales)")
-            zarrays = {k[len(ck) + len(c) + 2:].rsplit("/", 1)[0]: v for k, v in docs.items()
-                       if k.startswith(f"{ck}/{c}/") and k.endswith("/.zarray") and v is not None}
+            zarrays = {
+                k[len(ck) + len(c) + 2 :].rsplit("/", 1)[0]: v
+                for k, v in docs.items()
+                if k.startswith(f"{ck}/{c}/") and k.endswith("/.zarray") and v is not None
+            }
             levels, _ = _levels_from_docs(zattrs, zarrays, f"{source.name}/{ck}/{c}")
             infos.append(ClassInfo(c, f"{label_root}/{c}", levels))
         for o in objs:
-            rel = o.key[len(ck) + 1:]
+            rel = o.key[len(ck) + 1 :]
             if "/" not in rel or rel.split("/", 1)[0] in wanted:
                 d = docs.get(o.key)
                 items.append(Item(o.key, dest / o.key, info=o, data=d))
@@ -292,16 +306,28 @@ def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers:
         for ci in infos[1:]:
             box = box.union(ci.levels[0].geometry.box)
         cp = CropPlan(t.crop_id, t.dataset, "train", box, classes=infos)
-        cp.em_levels = [lv.path for lv in select_levels(
-            datasets[t.dataset].levels, finest_voxel_size(ci.levels[0].geometry.voxel_size for ci in infos),
-            all_resolutions=cfg.fetch_all_em_resolutions, resolutions=resolutions)]
+        cp.em_levels = [
+            lv.path
+            for lv in select_levels(
+                datasets[t.dataset].levels,
+                finest_voxel_size(ci.levels[0].geometry.voxel_size for ci in infos),
+                all_resolutions=cfg.fetch_all_em_resolutions,
+                resolutions=resolutions,
+            )
+        ]
         crops.append(cp)
     for cid, rows in sel.test.items():
         ds = rows[0].dataset
         cp = CropPlan(cid, ds, "test", merged_crop_box(rows), rows=list(rows))
-        cp.em_levels = [lv.path for lv in select_levels(
-            datasets[ds].levels, finest_voxel_size(r.geometry.voxel_size for r in rows),
-            all_resolutions=cfg.fetch_all_em_resolutions, resolutions=resolutions)]
+        cp.em_levels = [
+            lv.path
+            for lv in select_levels(
+                datasets[ds].levels,
+                finest_voxel_size(r.geometry.voxel_size for r in rows),
+                all_resolutions=cfg.fetch_all_em_resolutions,
+                resolutions=resolutions,
+            )
+        ]
         crops.append(cp)
 
     # EM chunks: union of every crop's chunk ranges per level, listed row by row (one request per row).
@@ -341,11 +367,11 @@ def build_plan(source: Source, sel: Selection, cfg: Config, dest: Path, workers:
         for k in (f"{root}/.zgroup", f"{root}/.zattrs"):
             data = source.get(k)
             if data is not None:
-                items.append(Item(k, dest / "ground_truth.zarr" / k[len(root) + 1:], data=data))
+                items.append(Item(k, dest / "ground_truth.zarr" / k[len(root) + 1 :], data=data))
         for cid, rows in sel.test.items():
             wanted = {r.class_label for r in rows}
             for o in source.list(f"{root}/crop{cid}/"):
-                rel = o.key[len(root) + 1:]
+                rel = o.key[len(root) + 1 :]
                 parts = rel.split("/")
                 if len(parts) == 2 or parts[1] in wanted:
                     items.append(Item(o.key, dest / "ground_truth.zarr" / rel, info=o))
@@ -381,23 +407,33 @@ def describe_plan(plan: Plan, workers: int) -> str:
     lat = st.latency_s / st.requests if st.requests and st.latency_s else 0.0
     est = max(len(todo) * lat / workers, nbytes / ASSUMED_BANDWIDTH)
     n_train = sum(c.split == "train" for c in plan.crops)
-    lines = [f"plan: fetch from {plan.source_label}",
-             f"  datasets: {len(plan.datasets)}   crops: {n_train} train, {len(plan.crops) - n_train} test",
-             f"  {'dataset':<24} {'crops':>5}  {'em levels':<14} {'objects':>8} {'bytes':>11}"]
+    lines = [
+        f"plan: fetch from {plan.source_label}",
+        f"  datasets: {len(plan.datasets)}   crops: {n_train} train, {len(plan.crops) - n_train} test",
+        f"  {'dataset':<24} {'crops':>5}  {'em levels':<14} {'objects':>8} {'bytes':>11}",
+    ]
     for ds, dp in plan.datasets.items():
         prefix = f"{ds}/"
         its = [it for it in plan.items if it.key.startswith(prefix)]
-        lines.append(f"  {ds:<24} {sum(c.dataset == ds for c in plan.crops):>5}  "
-                     f"{','.join(sorted(dp.fetched_levels)) or '-':<14} {len(its):>8} {_mib(sum(i.size for i in its)):>11}")
+        lines.append(
+            f"  {ds:<24} {sum(c.dataset == ds for c in plan.crops):>5}  "
+            f"{','.join(sorted(dp.fetched_levels)) or '-':<14} {len(its):>8} {_mib(sum(i.size for i in its)):>11}"
+        )
     other = [it for it in plan.items if not any(it.key.startswith(f"{ds}/") for ds in plan.datasets)]
     if other:
-        lines.append(f"  {'test truth (held apart)':<24} {len(plan.test_rows) and len({r.crop_id for r in plan.test_rows}):>5}  "
-                     f"{'-':<14} {len(other):>8} {_mib(sum(i.size for i in other)):>11}")
-    lines.append(f"  total: {len(plan.items)} objects, {_mib(total_bytes)}; already present: "
-                 f"{len(plan.items) - len(todo)}; to fetch: {len(todo)} objects, {_mib(nbytes)}; "
-                 f"chunks never written (fill value): {plan.missing_chunks}")
-    lines.append(f"  estimated time: {_hms(est)} with {workers} workers "
-                 f"({lat * 1000:.0f} ms per request measured while planning; assuming {ASSUMED_BANDWIDTH / 1e6:.0f} MB/s)")
+        lines.append(
+            f"  {'test truth (held apart)':<24} {len(plan.test_rows) and len({r.crop_id for r in plan.test_rows}):>5}  "
+            f"{'-':<14} {len(other):>8} {_mib(sum(i.size for i in other)):>11}"
+        )
+    lines.append(
+        f"  total: {len(plan.items)} objects, {_mib(total_bytes)}; already present: "
+        f"{len(plan.items) - len(todo)}; to fetch: {len(todo)} objects, {_mib(nbytes)}; "
+        f"chunks never written (fill value): {plan.missing_chunks}"
+    )
+    lines.append(
+        f"  estimated time: {_hms(est)} with {workers} workers "
+        f"({lat * 1000:.0f} ms per request measured while planning; assuming {ASSUMED_BANDWIDTH / 1e6:.0f} MB/s)"
+    )
     return "\n".join(lines)
 
 
@@ -408,36 +444,63 @@ def _level_json(lv: Level, fetched: bool | None = None) -> dict[str, Any]:
     return d
 
 
-def dataset_manifest(plan: Plan, res: Result, dest: Path, output: Path, started: str, args: list[str],
-                     timings: dict[str, float]) -> dict[str, Any]:
-    datasets = [{
-        "name": ds,
-        "zarr": relpath(dest / ds / f"{ds}.zarr", output),
-        "em": {"path": EM_PATH, "levels": [_level_json(lv, lv.path in dp.fetched_levels) for lv in dp.levels]},
-    } for ds, dp in plan.datasets.items()]
+def dataset_manifest(
+    plan: Plan, res: Result, dest: Path, output: Path, started: str, args: list[str], timings: dict[str, float]
+) -> dict[str, Any]:
+    datasets = [
+        {
+            "name": ds,
+            "zarr": relpath(dest / ds / f"{ds}.zarr", output),
+            "em": {"path": EM_PATH, "levels": [_level_json(lv, lv.path in dp.fetched_levels) for lv in dp.levels]},
+        }
+        for ds, dp in plan.datasets.items()
+    ]
     crops = []
     for cp in plan.crops:
         if cp.split == "train":
-            classes = [{"name": ci.name, "kind": class_kind(ci.name), "path": ci.path,
-                        "geometry": ci.levels[0].geometry.to_json(),
-                        "levels": [_level_json(lv) for lv in ci.levels]} for ci in cp.classes]
+            classes = [
+                {
+                    "name": ci.name,
+                    "kind": class_kind(ci.name),
+                    "path": ci.path,
+                    "geometry": ci.levels[0].geometry.to_json(),
+                    "levels": [_level_json(lv) for lv in ci.levels],
+                }
+                for ci in cp.classes
+            ]
         else:
-            classes = [{"name": r.class_label, "kind": class_kind(r.class_label), "geometry": r.geometry.to_json()}
-                       for r in cp.rows]
-        crops.append({"id": cp.crop_id, "dataset": cp.dataset, "split": cp.split, "classes": classes,
-                      "em_levels": cp.em_levels,
-                      "box": {"start": list(cp.box.start), "stop": list(cp.box.stop)}})
+            classes = [
+                {"name": r.class_label, "kind": class_kind(r.class_label), "geometry": r.geometry.to_json()}
+                for r in cp.rows
+            ]
+        crops.append(
+            {
+                "id": cp.crop_id,
+                "dataset": cp.dataset,
+                "split": cp.split,
+                "classes": classes,
+                "em_levels": cp.em_levels,
+                "box": {"start": list(cp.box.start), "stop": list(cp.box.stop)},
+            }
+        )
     body: dict[str, Any] = {
         "source": plan.source_label,
         "datasets": datasets,
         "crops": crops,
         "test_manifest": relpath(dest / "test_crop_manifest.csv", output),
-        "manifests": {k: (relpath(v, output) if "://" not in v and Path(v).is_file() else v)
-                      for k, v in plan.manifests.items()},
-        "counts": {"objects": len(plan.items), "bytes": sum(it.size for it in plan.items),
-                   "fetched_objects": res.fetched, "fetched_bytes": res.bytes, "skipped_objects": res.skipped,
-                   "missing_chunks": plan.missing_chunks + res.missing,
-                   "requests": plan.source.stats.requests, "retries": plan.source.stats.retries},
+        "manifests": {
+            k: (relpath(v, output) if "://" not in v and Path(v).is_file() else v) for k, v in plan.manifests.items()
+        },
+        "counts": {
+            "objects": len(plan.items),
+            "bytes": sum(it.size for it in plan.items),
+            "fetched_objects": res.fetched,
+            "fetched_bytes": res.bytes,
+            "skipped_objects": res.skipped,
+            "missing_chunks": plan.missing_chunks + res.missing,
+            "requests": plan.source.stats.requests,
+            "retries": plan.source.stats.retries,
+        },
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     if plan.truth:
@@ -471,15 +534,21 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
     bucket_dir = Path(cfg.bucket_dir) if cfg.bucket_dir else dest / ".synthetic-bucket"
     local_default = cfg.source in ("synthetic", "local")
     train_loc = cfg.manifest or (str(bucket_dir / "manifest.csv") if local_default else default_location("manifest"))
-    test_loc = cfg.test_manifest or (str(bucket_dir / "test_crop_manifest.csv") if local_default
-                                     else default_location("test_manifest"))
+    test_loc = cfg.test_manifest or (
+        str(bucket_dir / "test_crop_manifest.csv") if local_default else default_location("test_manifest")
+    )
     train = parse_fetch_manifest(train_text, train_loc)
     test_rows = parse_crop_manifest(test_text, test_loc)
     sel = select(train, test_rows, crops=cfg.crops, datasets=split_list(cfg.datasets), classes=split_list(cfg.classes))
     if source is None:
         bucket = _bucket_of(train)
-        source = S3Source(bucket, endpoint_url=cfg.endpoint_url, workers=workers,
-                          retry=RetryPolicy(attempts=cfg.retries), read_timeout=cfg.timeout)
+        source = S3Source(
+            bucket,
+            endpoint_url=cfg.endpoint_url,
+            workers=workers,
+            retry=RetryPolicy(attempts=cfg.retries),
+            read_timeout=cfg.timeout,
+        )
         label = source.name
     if cfg.zip:
         from csc_fetcher.zipfetch import fetch_zip
@@ -513,11 +582,25 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
     man = write_manifest(output, data)
     dt = time.perf_counter() - t0
     n_train = sum(c.split == "train" for c in plan.crops)
-    log.info("fetched %d crops (%d train, %d test) of %d dataset(s) from %s",
-             len(plan.crops), n_train, len(plan.crops) - n_train, len(plan.datasets), label)
-    log.info("objects: %d fetched (%s), %d already present, %d chunks never written (fill value); "
-             "%d requests, %d retries; %.1f s (%.0f objects/s)",
-             res.fetched, _mib(res.bytes), res.skipped, plan.missing_chunks + res.missing,
-             source.stats.requests, source.stats.retries, dt, res.fetched / dt if dt > 0 else 0.0)
+    log.info(
+        "fetched %d crops (%d train, %d test) of %d dataset(s) from %s",
+        len(plan.crops),
+        n_train,
+        len(plan.crops) - n_train,
+        len(plan.datasets),
+        label,
+    )
+    log.info(
+        "objects: %d fetched (%s), %d already present, %d chunks never written (fill value); "
+        "%d requests, %d retries; %.1f s (%.0f objects/s)",
+        res.fetched,
+        _mib(res.bytes),
+        res.skipped,
+        plan.missing_chunks + res.missing,
+        source.stats.requests,
+        source.stats.retries,
+        dt,
+        res.fetched / dt if dt > 0 else 0.0,
+    )
     log.info("wrote %s", output)
     return man

@@ -109,7 +109,9 @@ def select(
         known = set(TESTED_CLASSES) | set(EXTRA_CLASSES) | {r.class_label for r in test_rows}
         bad = [c for c in classes if c not in known]
         if bad:
-            raise InputError(f"unknown class(es) {', '.join(bad)}; expected names from tested_classes.csv, e.g. mito, nuc, er")
+            raise InputError(
+                f"unknown class(es) {', '.join(bad)}; expected names from tested_classes.csv, e.g. mito, nuc, er"
+            )
     all_ds = {t.dataset for t in train} | {r.dataset for r in test_rows}
     if datasets is not None:
         bad = [d for d in datasets if d not in all_ds]
@@ -134,11 +136,15 @@ def select(
             try:
                 ids.append(int(tok))
             except ValueError:
-                raise InputError(f"--crops: expected 'all', 'test', 'train' or comma-separated crop ids, got {crops!r}") from None
+                raise InputError(
+                    f"--crops: expected 'all', 'test', 'train' or comma-separated crop ids, got {crops!r}"
+                ) from None
         by_id = {t.crop_id: t for t in train}
         unknown = [i for i in ids if i not in by_id and i not in test_by_id]
         if unknown:
-            raise InputError(f"unknown crop id(s) {', '.join(map(str, unknown))}: in neither the training manifest nor the test crop manifest")
+            raise InputError(
+                f"unknown crop id(s) {', '.join(map(str, unknown))}: in neither the training manifest nor the test crop manifest"
+            )
         tr = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
         te = {i: test_by_id[i] for i in dict.fromkeys(ids) if i in test_by_id}
     if datasets is not None:
@@ -175,7 +181,9 @@ def select_levels(
         return [lv for lv in usable if lv.path in chosen]
     if all_resolutions:
         return list(usable)
-    return [lv for lv in usable if all(v > 0.8 * t for v, t in zip(lv.geometry.voxel_size, label_voxel_size, strict=False))]
+    return [
+        lv for lv in usable if all(v > 0.8 * t for v, t in zip(lv.geometry.voxel_size, label_voxel_size, strict=False))
+    ]
 
 
 def chunk_ranges(geometry: Geometry, meta: ArrayMeta, box: Box, padding: int = 0) -> tuple[range, range, range] | None:

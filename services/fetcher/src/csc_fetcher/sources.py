@@ -296,8 +296,9 @@ class S3Source:
             self.stats.add(nbytes=len(data))
         return data
 
-    def download_file(self, key: str, dest: Path, *, on_bytes: Callable[[int], None] | None = None,
-                      piece: int = 8 << 20) -> int:
+    def download_file(
+        self, key: str, dest: Path, *, on_bytes: Callable[[int], None] | None = None, piece: int = 8 << 20
+    ) -> int:
         """Stream one (possibly huge) object to ``dest`` via a ``.part`` file, resuming a previous part.
 
         Verified by length, and by MD5 where the ETag is a plain MD5. Returns the size.

@@ -255,8 +255,9 @@ def _crop_score(scene: "Scene", box: Box) -> float:
     frac = float(_inside_cells(scene, p).mean())
 
     def count(cls: str) -> int:
-        return sum(all(a <= c < b for c, a, b in zip(ob.centre, box.start, box.stop, strict=True))
-                   for ob in scene.objects[cls])
+        return sum(
+            all(a <= c < b for c, a, b in zip(ob.centre, box.start, box.stop, strict=True)) for ob in scene.objects[cls]
+        )
 
     return -abs(frac - 0.75) + 0.3 * min(count("nuc"), 1) + 0.06 * min(count("mito"), 4) + 0.02 * min(count("ves"), 5)
 
@@ -354,8 +355,10 @@ class Rendered:
 
 
 def _points(g: Geometry) -> np.ndarray:
-    axes = [np.float32(t) + np.arange(n, dtype=np.float32) * np.float32(v)
-            for t, n, v in zip(g.translation, g.shape, g.voxel_size, strict=False)]
+    axes = [
+        np.float32(t) + np.arange(n, dtype=np.float32) * np.float32(v)
+        for t, n, v in zip(g.translation, g.shape, g.voxel_size, strict=False)
+    ]
     return np.stack(np.meshgrid(*axes, indexing="ij"), -1)
 
 
@@ -451,8 +454,10 @@ def _em_url(ds: str) -> str:
 def manifest_csv(spec: SyntheticSpec) -> str:
     """The bucket's manifest.csv (training crops), in the challenge's format."""
     lines = ["crop_number,collection,alignment,crop_url,em_url"]
-    lines += [f"{c.crop_id},{c.dataset},recon-1,{_crop_url(c.dataset, c.crop_id)},{_em_url(c.dataset)}"
-              for c in spec.train_crops()]
+    lines += [
+        f"{c.crop_id},{c.dataset},recon-1,{_crop_url(c.dataset, c.crop_id)},{_em_url(c.dataset)}"
+        for c in spec.train_crops()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -490,8 +495,12 @@ def generate(root: str | Path, *, seed: int = 0, size: str = "demo") -> Syntheti
                     rendered = [render(scene, g).labels() for g in grids]
                     cg = gt.require_group(f"crop{crop.crop_id}")
                     for cls in crop.classes:
-                        write_multiscale(cg, cls, [(r[cls], g) for r, g in zip(rendered, grids, strict=False)],
-                                         chunks=(sz.chunk,) * 3)
+                        write_multiscale(
+                            cg,
+                            cls,
+                            [(r[cls], g) for r, g in zip(rendered, grids, strict=False)],
+                            chunks=(sz.chunk,) * 3,
+                        )
                 else:
                     tg = truth.require_group(f"crop{crop.crop_id}")
                     by_grid: dict[Geometry, dict[str, np.ndarray]] = {}
@@ -500,16 +509,26 @@ def generate(root: str | Path, *, seed: int = 0, size: str = "demo") -> Syntheti
                             by_grid[row.geometry] = render(scene, row.geometry).labels()
                         lab = by_grid[row.geometry][row.class_label]
                         g = row.geometry
-                        arr = create_array(tg, row.class_label, shape=g.shape, dtype=lab.dtype,
-                                           chunks=(sz.chunk,) * 3,
-                                           attrs={"voxel_size": list(g.voxel_size),
-                                                  "translation": list(g.translation), "shape": list(g.shape)})
+                        arr = create_array(
+                            tg,
+                            row.class_label,
+                            shape=g.shape,
+                            dtype=lab.dtype,
+                            chunks=(sz.chunk,) * 3,
+                            attrs={
+                                "voxel_size": list(g.voxel_size),
+                                "translation": list(g.translation),
+                                "shape": list(g.shape),
+                            },
+                        )
                         arr[...] = lab
         atomic_write_text(tmp / "manifest.csv", manifest_csv(spec))
-        atomic_write_text(tmp / "train_crop_manifest.csv",
-                          write_crop_manifest(r for c in spec.train_crops() for r in c.rows))
-        atomic_write_text(tmp / "test_crop_manifest.csv",
-                          write_crop_manifest(r for c in spec.test_crops() for r in c.rows))
+        atomic_write_text(
+            tmp / "train_crop_manifest.csv", write_crop_manifest(r for c in spec.train_crops() for r in c.rows)
+        )
+        atomic_write_text(
+            tmp / "test_crop_manifest.csv", write_crop_manifest(r for c in spec.test_crops() for r in c.rows)
+        )
         atomic_write_text(tmp / STAMP, json.dumps(_stamp(seed, size), indent=2) + "\n")
     return spec
 

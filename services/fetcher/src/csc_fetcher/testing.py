@@ -58,8 +58,9 @@ class FaultPlan:
 class FaultProxy:
     """A threaded HTTP/1.1 proxy in front of ``upstream`` (host, port) with latency and faults."""
 
-    def __init__(self, upstream: tuple[str, int], *, latency_s: float = 0.0, faults: FaultPlan | None = None,
-                 port: int = 0) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], *, latency_s: float = 0.0, faults: FaultPlan | None = None, port: int = 0
+    ) -> None:
         self.upstream = upstream
         self.latency_s = latency_s
         self.faults = faults or FaultPlan()
@@ -125,7 +126,9 @@ class FaultProxy:
             self._local.conn = c
         return c
 
-    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         for attempt in range(2):
             conn = self._conn()
             try:
@@ -158,7 +161,7 @@ class FaultProxy:
             time.sleep(self.latency_s)
         try:
             if fault == "slowdown":
-                msg = b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                msg = b'<?xml version="1.0"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>'
                 h.send_response(503)
                 h.send_header("Content-Type", "application/xml")
                 h.send_header("Content-Length", str(len(msg)))
@@ -213,15 +216,28 @@ def s3_client(endpoint: str, *, signed: bool = True) -> Any:
     from botocore import UNSIGNED
     from botocore.config import Config
 
-    cfg = Config(signature_version=UNSIGNED if not signed else "s3v4", s3={"addressing_style": "path"},
-                 max_pool_connections=16)
+    cfg = Config(
+        signature_version=UNSIGNED if not signed else "s3v4", s3={"addressing_style": "path"}, max_pool_connections=16
+    )
     return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=cfg)
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=cfg,
+    )
 
 
-def upload_folder(endpoint: str, bucket: str, root: Path, *, skip: Iterable[str] = (".synthetic.json",),
-                  include: Iterable[str] | None = None, workers: int = 8) -> int:
+def upload_folder(
+    endpoint: str,
+    bucket: str,
+    root: Path,
+    *,
+    skip: Iterable[str] = (".synthetic.json",),
+    include: Iterable[str] | None = None,
+    workers: int = 8,
+) -> int:
     """Create a public-read bucket holding the files under ``root`` (keys = relative paths).
 
     ``include``: only keys starting with one of these prefixes.
@@ -230,8 +246,11 @@ def upload_folder(endpoint: str, bucket: str, root: Path, *, skip: Iterable[str]
     client.create_bucket(Bucket=bucket)
     client.put_bucket_acl(Bucket=bucket, ACL="public-read")
     prefixes = tuple(include) if include is not None else ("",)
-    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name not in set(skip)
-             and p.relative_to(root).as_posix().startswith(prefixes)]
+    files = [
+        p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in set(skip) and p.relative_to(root).as_posix().startswith(prefixes)
+    ]
 
     def put(p: Path) -> None:
         client.put_object(Bucket=bucket, Key=p.relative_to(root).as_posix(), Body=p.read_bytes(), ACL="public-read")

@@ -153,6 +153,8 @@ def copy(items: Sequence[Item], source: Source, *, workers: int, batch_size: int
         bar.close()
     if result.failed:
         key, msg = result.failed[0]
-        raise StageFailed(f"{len(result.failed)} object(s) could not be fetched (first: {key}: {msg}); "
-                          "rerun the same command to resume")
+        raise StageFailed(
+            f"{len(result.failed)} object(s) could not be fetched (first: {key}: {msg}); "
+            "rerun the same command to resume"
+        )
     return result

@@ -39,8 +39,12 @@ def fetch_zip(cfg: Config, source: Source, dest: Path) -> Path | None:
     rows = parse_zip_manifest(read_text(where, endpoint_url=cfg.endpoint_url), where)
     match = [r for r in rows if r[0] == cfg.fetch_all_em_resolutions and r[1] == cfg.raw_padding]
     if not match:
-        log.warning("no zip for all_res=%s raw_padding=%d in %s; nothing downloaded",
-                    cfg.fetch_all_em_resolutions, cfg.raw_padding, where)
+        log.warning(
+            "no zip for all_res=%s raw_padding=%d in %s; nothing downloaded",
+            cfg.fetch_all_em_resolutions,
+            cfg.raw_padding,
+            where,
+        )
         return None
     _, _, name, url = match[0]
     bucket, key = parse_s3_url(url)
@@ -55,8 +59,11 @@ def fetch_zip(cfg: Config, source: Source, dest: Path) -> Path | None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data)
     else:
-        s3 = source if isinstance(source, S3Source) and source.bucket == bucket else S3Source(
-            bucket, endpoint_url=cfg.endpoint_url, read_timeout=cfg.timeout)
+        s3 = (
+            source
+            if isinstance(source, S3Source) and source.bucket == bucket
+            else S3Source(bucket, endpoint_url=cfg.endpoint_url, read_timeout=cfg.timeout)
+        )
         bar = progress_bar(desc=name, unit="B", unit_scale=True, unit_divisor=1024)
         try:
             s3.download_file(key, out, on_bytes=bar.update)

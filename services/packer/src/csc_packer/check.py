@@ -86,8 +86,10 @@ class CheckReport:
         return not self.errors and not (strict and self.missing)
 
     def summary(self) -> str:
-        return (f"{self.zip}: {self.rows} rows: {self.ok} ok, {len(self.missing)} missing, "
-                f"{len(self.errors)} errors, {len(self.warnings)} warnings")
+        return (
+            f"{self.zip}: {self.rows} rows: {self.ok} ok, {len(self.missing)} missing, "
+            f"{len(self.errors)} errors, {len(self.warnings)} warnings"
+        )
 
 
 def _safety(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits, report: CheckReport) -> bool:
@@ -130,8 +132,13 @@ def _resolve_node(zf: zipfile.ZipFile, files: set[str], base: str, row: CropRow)
         arr = _read_array_meta(zf, files, base)
         return arr, SourceGrid.from_attrs(arr.attrs, base)
     attrs = _json(zf, f"{base}/.zattrs") if f"{base}/.zattrs" in files else {}
-    children = sorted({n[len(base) + 1:].split("/")[0] for n in files
-                       if n.startswith(base + "/") and n.endswith("/.zarray") and n.count("/") == base.count("/") + 2})
+    children = sorted(
+        {
+            n[len(base) + 1 :].split("/")[0]
+            for n in files
+            if n.startswith(base + "/") and n.endswith("/.zarray") and n.count("/") == base.count("/") + 2
+        }
+    )
     if not children:
         raise ValueError("neither a zarr array (.zarray) nor a group holding arrays")
     metas = {c: _read_array_meta(zf, files, f"{base}/{c}") for c in children}
@@ -163,8 +170,10 @@ def placement_problems(shape: tuple[int, ...], grid: SourceGrid, row: CropRow) -
         if shape == target.shape:
             warnings.append("no voxel_size/resolution/scale attr: matched to the test crop by shape only")
         else:
-            errors.append(f"no voxel_size attr and shape {shape} does not match the test manifest {target.shape}: "
-                          "the evaluator would centre-pad/crop it")
+            errors.append(
+                f"no voxel_size attr and shape {shape} does not match the test manifest {target.shape}: "
+                "the evaluator would centre-pad/crop it"
+            )
         return errors, warnings
     same_vs = target.same_voxel_size(grid.voxel_size)
     if same_vs:
@@ -172,25 +181,32 @@ def placement_problems(shape: tuple[int, ...], grid: SourceGrid, row: CropRow) -
     else:
         factors = np.asarray(grid.voxel_size) / np.asarray(target.voxel_size)
         placed = tuple(int(v) for v in np.round(np.asarray(shape) * factors))
-        warnings.append(f"voxel size {_fmt(grid.voxel_size)} nm is resampled to the test crop's "
-                        f"{_fmt(target.voxel_size)} nm")
+        warnings.append(
+            f"voxel size {_fmt(grid.voxel_size)} nm is resampled to the test crop's {_fmt(target.voxel_size)} nm"
+        )
     if grid.translation is None:
         offset = (0, 0, 0)
         if any(target.translation):
-            errors.append(f"no translation/offset attr: the evaluator assumes 0, but the test crop starts at "
-                          f"{_fmt(target.translation)} nm")
+            errors.append(
+                f"no translation/offset attr: the evaluator assumes 0, but the test crop starts at "
+                f"{_fmt(target.translation)} nm"
+            )
             return errors, warnings
     else:
         offset = snap_offset(grid.translation, target)
     if same_vs and (offset != (0, 0, 0) or placed != target.shape):
-        errors.append(f"shape {shape} at translation {_fmt(grid.translation or (0, 0, 0))} does not match the test "
-                      f"manifest (shape {target.shape} at {_fmt(target.translation)}; offset {offset} voxels): "
-                      "the evaluator would crop/pad it")
+        errors.append(
+            f"shape {shape} at translation {_fmt(grid.translation or (0, 0, 0))} does not match the test "
+            f"manifest (shape {target.shape} at {_fmt(target.translation)}; offset {offset} voxels): "
+            "the evaluator would crop/pad it"
+        )
     elif not same_vs:
         covers = all(o <= 0 and o + n >= t for o, n, t in zip(offset, placed, target.shape, strict=True))
         if not covers:
-            errors.append(f"after resampling ({placed} voxels at offset {offset}) it does not cover the test crop "
-                          f"{target.shape}: the uncovered part is scored as background")
+            errors.append(
+                f"after resampling ({placed} voxels at offset {offset}) it does not cover the test crop "
+                f"{target.shape}: the uncovered part is scored as background"
+            )
     return errors, warnings
 
 
@@ -201,15 +217,23 @@ def _zarr_prefix(files: set[str], report: CheckReport) -> str | None:
         while d:
             all_dirs.add(d)
             d = posixpath.dirname(d)
-    nested = sorted(d for d in all_dirs if d.endswith(".zarr")
-                    and not any(p.endswith(".zarr") for p in Path(d).parent.parts))
+    nested = sorted(
+        d for d in all_dirs if d.endswith(".zarr") and not any(p.endswith(".zarr") for p in Path(d).parent.parts)
+    )
     if len(nested) > 1:
-        report.add("error", "zip", f"{len(nested)} nested .zarr folders ({', '.join(nested[:3])}...); "
-                   "the evaluator accepts at most one")
+        report.add(
+            "error",
+            "zip",
+            f"{len(nested)} nested .zarr folders ({', '.join(nested[:3])}...); the evaluator accepts at most one",
+        )
         return None
     if nested:
-        report.add("warning", "zip", f"zarr root is the nested folder {nested[0]}; the evaluator hoists it "
-                   "(csc-pack puts the zarr root at the zip root)")
+        report.add(
+            "warning",
+            "zip",
+            f"zarr root is the nested folder {nested[0]}; the evaluator hoists it "
+            "(csc-pack puts the zarr root at the zip root)",
+        )
         return nested[0] + "/"
     if ".zgroup" not in files:
         report.add("warning", "zip", "no .zgroup at the zip root; the evaluator adds one")
@@ -238,19 +262,25 @@ def check_zip(path: str | Path, rows: Sequence[CropRow], *, limits: ZipLimits | 
         prefix = _zarr_prefix(files, report)
         if prefix is None:
             return report
-        top = {f[len(prefix):].split("/")[0] for f in files if f.startswith(prefix) and "/" in f[len(prefix):]}
+        top = {f[len(prefix) :].split("/")[0] for f in files if f.startswith(prefix) and "/" in f[len(prefix) :]}
         crop_names = {r.crop_id: f"crop{r.crop_id}" for r in rows}
         if not top & set(crop_names.values()) and top & {str(c) for c in crop_names}:
-            report.add("warning", "zip", "crop groups are named <N> without the 'crop' prefix; the evaluator renames "
-                       "them to crop<N>")
+            report.add(
+                "warning",
+                "zip",
+                "crop groups are named <N> without the 'crop' prefix; the evaluator renames them to crop<N>",
+            )
             crop_names = {c: str(c) for c in crop_names}
         used: set[str] = set()
         for row in rows:
             where = f"crop{row.crop_id}/{row.class_label}"
             base = f"{prefix}{crop_names[row.crop_id]}/{row.class_label}"
             if not any(f.startswith(base + "/") for f in files):
-                gone = ("crop group " + crop_names[row.crop_id] + " absent") if crop_names[row.crop_id] not in top \
+                gone = (
+                    ("crop group " + crop_names[row.crop_id] + " absent")
+                    if crop_names[row.crop_id] not in top
                     else f"class {row.class_label} absent from {crop_names[row.crop_id]}"
+                )
                 report.add("missing", where, f"{gone}; scored as missing (worse than an empty prediction)")
                 continue
             used.add(base)
@@ -272,5 +302,5 @@ def check_zip(path: str | Path, rows: Sequence[CropRow], *, limits: ZipLimits | 
         arrays = {posixpath.dirname(f) for f in files if f.endswith("/.zarray") and f.startswith(prefix)}
         extra = sorted(a for a in arrays if not any(a == u or a.startswith(u + "/") for u in used))
         for a in extra:
-            report.add("warning", a[len(prefix):], "not in the test manifest; ignored by the evaluator")
+            report.add("warning", a[len(prefix) :], "not in the test manifest; ignored by the evaluator")
     return report

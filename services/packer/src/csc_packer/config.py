@@ -10,8 +10,10 @@ class Config:
     processed: str = field(default="", metadata={"help": "processed manifest (processed.json) to pack"})
     test_manifest: str = field(
         default="",
-        metadata={"help": "test crop manifest CSV (path or URL); default: the challenge's, fetched at run time "
-                  "(override the URL with CSC_TEST_CROP_MANIFEST_URL)"},
+        metadata={
+            "help": "test crop manifest CSV (path or URL); default: the challenge's, fetched at run time "
+            "(override the URL with CSC_TEST_CROP_MANIFEST_URL)"
+        },
     )
     output: str = field(
         default="", metadata={"help": "submission manifest to write (submission.json); the zip goes beside it"}
@@ -21,6 +23,8 @@ class Config:
     )
     check: str = field(
         default="",
-        metadata={"help": "check this zip (any submission, hand-made too) against the test manifest and the "
-                  "evaluator's limits instead of packing"},
+        metadata={
+            "help": "check this zip (any submission, hand-made too) against the test manifest and the "
+            "evaluator's limits instead of packing"
+        },
     )

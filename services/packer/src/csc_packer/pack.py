@@ -56,19 +56,26 @@ def run(cfg: Config, manifest: Manifest, test: LoadedTestManifest) -> Manifest:
     if missing:
         listed = ", ".join(f"crop{r.crop_id}/{r.class_label}" for r in missing[:8])
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-        msg = (f"{len(missing)} of {len(rows)} test rows have no processed volume and will be scored as missing: "
-               f"{listed}{more}")
+        msg = (
+            f"{len(missing)} of {len(rows)} test rows have no processed volume and will be scored as missing: "
+            f"{listed}{more}"
+        )
         if cfg.strict:
             raise SubmissionError(msg + " (--strict)")
         log.warning(msg)
     wanted = {(r.crop_id, r.class_label) for r in rows}
     extra = sorted(k for k in index if k not in wanted)
     if extra:
-        log.info("%d processed volumes are not rows of the test manifest and are left out (e.g. crop%d/%s)",
-                 len(extra), *extra[0])
+        log.info(
+            "%d processed volumes are not rows of the test manifest and are left out (e.g. crop%d/%s)",
+            len(extra),
+            *extra[0],
+        )
     if len(missing) == len(rows):
-        raise SubmissionError(f"{manifest.path}: none of the {len(rows)} test rows of {test.source} has a processed "
-                              "volume; nothing to pack")
+        raise SubmissionError(
+            f"{manifest.path}: none of the {len(rows)} test rows of {test.source} has a processed "
+            "volume; nothing to pack"
+        )
     open_group(zroot)
     out_manifest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{zip_path.name}.", dir=out_manifest.parent))
@@ -94,14 +101,26 @@ def run(cfg: Config, manifest: Manifest, test: LoadedTestManifest) -> Manifest:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     data = new_manifest(
-        "submission", "packer", started, inputs=[manifest.ref(out_manifest)],
+        "submission",
+        "packer",
+        started,
+        inputs=[manifest.ref(out_manifest)],
         zip=artifact(zip_path, out_manifest),
         test_manifest=test.source if "://" in test.source else relpath(test.source, out_manifest),
         test_manifest_sha256=test.sha256,
-        rows=len(rows), packed=packed,
+        rows=len(rows),
+        packed=packed,
         missing=[{"crop": r.crop_id, "class": r.class_label} for r in missing],
     )
     written = write_manifest(out_manifest, data)
-    log.info("packed %d of %d rows (%d crops, %d missing) -> %s (%d bytes, %.1fs)", packed, len(rows),
-             len({r.crop_id for r in rows}), len(missing), zip_path, written["zip"]["bytes"], time.perf_counter() - t0)
+    log.info(
+        "packed %d of %d rows (%d crops, %d missing) -> %s (%d bytes, %.1fs)",
+        packed,
+        len(rows),
+        len({r.crop_id for r in rows}),
+        len(missing),
+        zip_path,
+        written["zip"]["bytes"],
+        time.perf_counter() - t0,
+    )
     return written

@@ -36,7 +36,9 @@ def _read_text(source: str) -> str:
             with urllib.request.urlopen(source, timeout=30) as resp:  # noqa: S310 - the user's or the challenge's URL
                 return resp.read().decode()
         except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{source}: cannot fetch the test crop manifest ({exc}); pass --test-manifest CSV") from None
+            raise InputError(
+                f"{source}: cannot fetch the test crop manifest ({exc}); pass --test-manifest CSV"
+            ) from None
     path = Path(source.removeprefix("file://"))
     try:
         return path.read_text()

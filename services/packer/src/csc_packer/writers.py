@@ -55,23 +55,38 @@ def to_submission_values(data: np.ndarray, class_name: str, *, where: str = "") 
     return data.astype(dtype, copy=False)
 
 
-def write_class_array(root: Any, crop: int | str, class_name: str, data: np.ndarray, geometry: Geometry,
-                      *, attrs: dict[str, Any] | None = None) -> Any:
+def write_class_array(
+    root: Any,
+    crop: int | str,
+    class_name: str,
+    data: np.ndarray,
+    geometry: Geometry,
+    *,
+    attrs: dict[str, Any] | None = None,
+) -> Any:
     """Write one ``crop<N>/<class>`` array with voxel_size, translation and shape attrs."""
     where = f"{crop_group_name(crop)}/{class_name}"
     values = to_submission_values(np.asarray(data), class_name, where=where)
     if tuple(values.shape) != geometry.shape:
         raise SubmissionError(f"{where}: shape {values.shape} does not match its geometry {geometry.shape}")
-    all_attrs = {"voxel_size": list(geometry.voxel_size), "translation": list(geometry.translation),
-                 "shape": list(geometry.shape), **(attrs or {})}
+    all_attrs = {
+        "voxel_size": list(geometry.voxel_size),
+        "translation": list(geometry.translation),
+        "shape": list(geometry.shape),
+        **(attrs or {}),
+    }
     grp = root.require_group(crop_group_name(crop))
     arr = create_array(grp, class_name, shape=values.shape, dtype=values.dtype, attrs=all_attrs)
     arr[...] = values
     return arr
 
 
-def _geometry_for(shape: Sequence[int], geometry: Geometry | None, voxel_size: Sequence[float] | None,
-                  translation: Sequence[float] | None) -> Geometry:
+def _geometry_for(
+    shape: Sequence[int],
+    geometry: Geometry | None,
+    voxel_size: Sequence[float] | None,
+    translation: Sequence[float] | None,
+) -> Geometry:
     if geometry is not None:
         return geometry
     if voxel_size is None:
@@ -79,10 +94,17 @@ def _geometry_for(shape: Sequence[int], geometry: Geometry | None, voxel_size: S
     return Geometry(tuple(voxel_size), tuple(translation or (0.0, 0.0, 0.0)), tuple(shape))  # type: ignore[arg-type]
 
 
-def save_class_index_volume(labels: np.ndarray, zarr_path: str | Path, crop: int | str,
-                            class_names: Sequence[str], *, geometry: Geometry | None = None,
-                            voxel_size: Sequence[float] | None = None, translation: Sequence[float] | None = None,
-                            attrs: dict[str, Any] | None = None) -> list[str]:
+def save_class_index_volume(
+    labels: np.ndarray,
+    zarr_path: str | Path,
+    crop: int | str,
+    class_names: Sequence[str],
+    *,
+    geometry: Geometry | None = None,
+    voxel_size: Sequence[float] | None = None,
+    translation: Sequence[float] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> list[str]:
     """Split a class-index volume into one binary array per class (``labels == i + 1``).
 
     Returns the array paths written, ``crop<N>/<class>``.
@@ -97,10 +119,17 @@ def save_class_index_volume(labels: np.ndarray, zarr_path: str | Path, crop: int
     return out
 
 
-def save_volumes(volumes: Sequence[np.ndarray], zarr_path: str | Path, crop: int | str,
-                 class_names: Sequence[str], *, geometry: Geometry | None = None,
-                 voxel_size: Sequence[float] | None = None, translation: Sequence[float] | None = None,
-                 attrs: dict[str, Any] | None = None) -> list[str]:
+def save_volumes(
+    volumes: Sequence[np.ndarray],
+    zarr_path: str | Path,
+    crop: int | str,
+    class_names: Sequence[str],
+    *,
+    geometry: Geometry | None = None,
+    voxel_size: Sequence[float] | None = None,
+    translation: Sequence[float] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> list[str]:
     """Write one binary mask or instance-id volume per class name; returns the array paths written."""
     if len(volumes) != len(class_names):
         raise SubmissionError(f"{len(volumes)} volumes for {len(class_names)} class names")
@@ -108,8 +137,9 @@ def save_volumes(volumes: Sequence[np.ndarray], zarr_path: str | Path, crop: int
     out = []
     for vol, name in zip(volumes, class_names, strict=True):
         vol = np.asarray(vol)
-        write_class_array(root, crop, name, vol, _geometry_for(vol.shape, geometry, voxel_size, translation),
-                          attrs=attrs)
+        write_class_array(
+            root, crop, name, vol, _geometry_for(vol.shape, geometry, voxel_size, translation), attrs=attrs
+        )
         out.append(f"{crop_group_name(crop)}/{name}")
     return out
 

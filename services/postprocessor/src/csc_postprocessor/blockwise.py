@@ -130,7 +130,9 @@ def merge_provisional(n_prov: int, first_flat: np.ndarray, pairs: np.ndarray) ->
     if n_prov == 0:
         return np.zeros(1, dtype=np.int64), 0
     if len(pairs):
-        graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0] - 1, pairs[:, 1] - 1)), shape=(n_prov, n_prov))
+        graph = coo_matrix(
+            (np.ones(len(pairs), dtype=np.int8), (pairs[:, 0] - 1, pairs[:, 1] - 1)), shape=(n_prov, n_prov)
+        )
         n, comp = connected_components(graph, directed=False)
     else:
         n, comp = n_prov, np.arange(n_prov)

@@ -23,14 +23,20 @@ class Config:
     )
     process_file: str = field(
         default="",
-        metadata={"help": "python file defining process_func(array, *, class_name, geometry) -> mask or ids "
-                  "(returning None falls back to the steps)"},
+        metadata={
+            "help": "python file defining process_func(array, *, class_name, geometry) -> mask or ids "
+            "(returning None falls back to the steps)"
+        },
     )
     blockwise: Literal["auto", "always", "never"] = field(
         default="auto",
-        metadata={"help": "auto: volumes up to --max-whole-voxels (every test crop) are processed whole, "
-                  "larger ones in blocks; always/never force it"},
+        metadata={
+            "help": "auto: volumes up to --max-whole-voxels (every test crop) are processed whole, "
+            "larger ones in blocks; always/never force it"
+        },
     )
     block_size: int = field(default=256, metadata={"help": "block side in voxels for blockwise processing"})
-    max_whole_voxels: int = field(default=600**3, metadata={"help": "largest volume (voxels) processed whole in auto mode"})
+    max_whole_voxels: int = field(
+        default=600**3, metadata={"help": "largest volume (voxels) processed whole in auto mode"}
+    )
     halo: int = field(default=16, metadata={"help": "voxels of context around each block given to process_func"})

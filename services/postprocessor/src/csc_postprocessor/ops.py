@@ -115,8 +115,9 @@ def fill_holes(mask: ArrayLike, ws: Workspace) -> Volume:
     return Volume(out, "mask")
 
 
-def remove_small(vol: Volume, min_size_nm3: float, connectivity: int, voxel_size: tuple[float, float, float],
-                 ws: Workspace) -> Volume:
+def remove_small(
+    vol: Volume, min_size_nm3: float, connectivity: int, voxel_size: tuple[float, float, float], ws: Workspace
+) -> Volume:
     """Drop objects whose volume in nm^3 is below ``min_size_nm3``; ids of the rest stay in order."""
     min_voxels = math.ceil(min_size_nm3 / float(np.prod(voxel_size)) - 1e-9)
     labels = vol if vol.value == "labels" else components(vol.data, connectivity, ws)
@@ -137,8 +138,9 @@ def default_h_nm(voxel_size: tuple[float, float, float]) -> float:
     return 2.0 * min(voxel_size)
 
 
-def split_object(obj: np.ndarray, *, voxel_size: tuple[float, float, float], h_nm: float,
-                 connectivity: int) -> tuple[np.ndarray, int]:
+def split_object(
+    obj: np.ndarray, *, voxel_size: tuple[float, float, float], h_nm: float, connectivity: int
+) -> tuple[np.ndarray, int]:
     """Split one object by a watershed on its distance transform, seeded at its h-maxima.
 
     Returns local ids 1..k (k = 1 where there is nothing to split). Seeds are
@@ -165,8 +167,9 @@ def split_object(obj: np.ndarray, *, voxel_size: tuple[float, float, float], h_n
     return ws, k
 
 
-def watershed(vol: Volume, connectivity: int, h_nm: float | None, voxel_size: tuple[float, float, float],
-              ws: Workspace) -> Volume:
+def watershed(
+    vol: Volume, connectivity: int, h_nm: float | None, voxel_size: tuple[float, float, float], ws: Workspace
+) -> Volume:
     """Split touching instances; objects are the mask's components or the given labels."""
     labels = vol if vol.value == "labels" else components(vol.data, connectivity, ws)
     h = default_h_nm(voxel_size) if h_nm is None else float(h_nm)
@@ -201,8 +204,9 @@ def watershed(vol: Volume, connectivity: int, h_nm: float | None, voxel_size: tu
     return Volume(out, "labels", next_id)
 
 
-def run_steps(src: ArrayLike, decode: Decode, steps: tuple[Step, ...], *,
-              voxel_size: tuple[float, float, float], ws: Workspace) -> Volume:
+def run_steps(
+    src: ArrayLike, decode: Decode, steps: tuple[Step, ...], *, voxel_size: tuple[float, float, float], ws: Workspace
+) -> Volume:
     """Run a validated recipe on an encoded probability volume."""
     vol = Volume(src, "probability")
     for step in steps:

@@ -56,8 +56,16 @@ def jobs_of(manifest: Manifest) -> list[Job]:
     for crop in manifest["crops"]:
         for cls in crop["classes"]:
             kind = cls.get("kind") or class_kind(cls["name"])
-            out.append(Job(int(crop["id"]), crop["dataset"], cls["name"], kind, cls["path"],
-                           Geometry.from_json(cls["geometry"])))
+            out.append(
+                Job(
+                    int(crop["id"]),
+                    crop["dataset"],
+                    cls["name"],
+                    kind,
+                    cls["path"],
+                    Geometry.from_json(cls["geometry"]),
+                )
+            )
     return out
 
 
@@ -83,8 +91,9 @@ def finalize(vol: Volume, kind: str) -> tuple[np.dtype, Any]:
 def apply_user(func: ProcessFunc, src: ArrayLike, decode: Any, job: Job, ws: Workspace, halo: int) -> Volume | None:
     """Run process_func whole, or per block with ``halo`` voxels of context (instance ids merged across faces)."""
     if ws.block is None:
-        out = call_checked(func, decode(np.asarray(src[...])), class_name=job.name, geometry=job.geometry,
-                           where=job.where)
+        out = call_checked(
+            func, decode(np.asarray(src[...])), class_name=job.name, geometry=job.geometry, where=job.where
+        )
         if out is None:
             return None
         if job.kind == "semantic" or out.dtype == bool:
@@ -98,8 +107,13 @@ def apply_user(func: ProcessFunc, src: ArrayLike, decode: Any, job: Job, ws: Wor
     def core_of(sl: bw.Slices) -> np.ndarray | None:
         ext = tuple(slice(max(s.start - halo, 0), min(s.stop + halo, n)) for s, n in zip(sl, shape, strict=True))
         data = decode(np.asarray(src[ext]))
-        res = call_checked(func, data, class_name=job.name, geometry=job.geometry.subgrid(ext),
-                           where=f"{job.where} block {[s.start for s in sl]}")
+        res = call_checked(
+            func,
+            data,
+            class_name=job.name,
+            geometry=job.geometry.subgrid(ext),
+            where=f"{job.where} block {[s.start for s in sl]}",
+        )
         if res is None:
             return None
         return res[tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(sl, ext, strict=True))]
@@ -125,8 +139,15 @@ def apply_user(func: ProcessFunc, src: ArrayLike, decode: Any, job: Job, ws: Wor
     return None if fallback else Volume(labels, "labels", n)
 
 
-def process_job(job: Job, src: ArrayLike, decode: Any, steps: tuple[Step, ...], func: ProcessFunc | None,
-                cfg: Config, scratch_root: Path) -> tuple[Volume, Workspace, str]:
+def process_job(
+    job: Job,
+    src: ArrayLike,
+    decode: Any,
+    steps: tuple[Step, ...],
+    func: ProcessFunc | None,
+    cfg: Config,
+    scratch_root: Path,
+) -> tuple[Volume, Workspace, str]:
     """Process one volume; returns the result, its workspace (caller closes it) and what ran."""
     n_vox = job.geometry.num_voxels
     whole = cfg.blockwise == "never" or (cfg.blockwise == "auto" and n_vox <= cfg.max_whole_voxels)
@@ -164,8 +185,10 @@ def run(cfg: Config, manifest: Manifest) -> Manifest:
             t0 = time.perf_counter()
             src = open_array(pred_zarr / job.path)
             if tuple(src.shape) != job.geometry.shape:
-                raise InputError(f"{job.where}: array {job.path} has shape {tuple(src.shape)}, "
-                                 f"the predictions manifest says {job.geometry.shape}")
+                raise InputError(
+                    f"{job.where}: array {job.path} has shape {tuple(src.shape)}, "
+                    f"the predictions manifest says {job.geometry.shape}"
+                )
             steps = recipes.for_class(job.name, job.kind)
             vol, ws, how = process_job(job, src, decode, steps, func, cfg, zarr_out.parent)
             try:
@@ -173,9 +196,13 @@ def run(cfg: Config, manifest: Manifest) -> Manifest:
                 group = root.require_group(f"crop{job.crop_id}/{job.name}")
                 group.attrs.update(multiscale_attrs([("s0", job.geometry)], name=job.name))
                 path = f"crop{job.crop_id}/{job.name}/s0"
-                arr = create_array(group, "s0", shape=job.geometry.shape,
-                                   dtype=dtype, attrs={"voxel_size": list(job.geometry.voxel_size),
-                                                       "translation": list(job.geometry.translation)})
+                arr = create_array(
+                    group,
+                    "s0",
+                    shape=job.geometry.shape,
+                    dtype=dtype,
+                    attrs={"voxel_size": list(job.geometry.voxel_size), "translation": list(job.geometry.translation)},
+                )
                 fg = 0
                 for sl in ws.pointwise_blocks():
                     block = convert(np.asarray(vol.data[sl]))
@@ -183,19 +210,33 @@ def run(cfg: Config, manifest: Manifest) -> Manifest:
                     arr[sl] = block
             finally:
                 ws.close()
-            entry: dict[str, Any] = {"name": job.name, "kind": job.kind, "path": path,
-                                     "geometry": job.geometry.to_json(), "dtype": dtype.name, "steps": how,
-                                     "foreground_voxels": fg}
+            entry: dict[str, Any] = {
+                "name": job.name,
+                "kind": job.kind,
+                "path": path,
+                "geometry": job.geometry.to_json(),
+                "dtype": dtype.name,
+                "steps": how,
+                "foreground_voxels": fg,
+            }
             if job.kind == "instance" and vol.value == "labels":
                 entry["objects"] = int(vol.count)
             crops.setdefault(job.crop_id, {"id": job.crop_id, "dataset": job.dataset, "classes": []})
             crops[job.crop_id]["classes"].append(entry)
             mode = "whole" if ws.block is None else f"blocks of {ws.block}"
-            summary.append(f"  crop{job.crop_id}/{job.name:<12} {job.kind:<8} {dtype.name:<6} "
-                           f"{'objects=' + str(vol.count) if vol.value == 'labels' else 'fg=' + str(fg):<16} "
-                           f"{mode:<15} {time.perf_counter() - t0:6.2f}s  {how}")
-    data = new_manifest("processed", "postprocessor", started, inputs=[manifest.ref(out_manifest)],
-                        zarr=relpath(zarr_out, out_manifest), crops=list(crops.values()))
+            summary.append(
+                f"  crop{job.crop_id}/{job.name:<12} {job.kind:<8} {dtype.name:<6} "
+                f"{'objects=' + str(vol.count) if vol.value == 'labels' else 'fg=' + str(fg):<16} "
+                f"{mode:<15} {time.perf_counter() - t0:6.2f}s  {how}"
+            )
+    data = new_manifest(
+        "processed",
+        "postprocessor",
+        started,
+        inputs=[manifest.ref(out_manifest)],
+        zarr=relpath(zarr_out, out_manifest),
+        crops=list(crops.values()),
+    )
     written = write_manifest(out_manifest, data)
     log.info("processed %d volumes of %d crops -> %s\n%s", len(jobs), len(crops), zarr_out, "\n".join(summary))
     return written

@@ -101,8 +101,10 @@ def check_order(steps: tuple[Step, ...], where: str) -> Value:
     for i, step in enumerate(steps):
         if value not in _ACCEPTS[step.op]:
             need = " or ".join(_ACCEPTS[step.op])
-            raise InputError(f"{where} step {i + 1} '{step.op}': needs a {need} volume but gets {value}"
-                             + ("; put 'threshold' first" if value == "probability" else ""))
+            raise InputError(
+                f"{where} step {i + 1} '{step.op}': needs a {need} volume but gets {value}"
+                + ("; put 'threshold' first" if value == "probability" else "")
+            )
         value = step.yields(value)
     return value
 

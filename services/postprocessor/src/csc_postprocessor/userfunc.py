@@ -51,8 +51,9 @@ def load_process_func(path: str | Path) -> ProcessFunc:
     return func
 
 
-def call_checked(func: ProcessFunc, array: np.ndarray, *, class_name: str, geometry: Geometry,
-                 where: str) -> np.ndarray | None:
+def call_checked(
+    func: ProcessFunc, array: np.ndarray, *, class_name: str, geometry: Geometry, where: str
+) -> np.ndarray | None:
     """Call the user's function and check its result (shape, dtype, sign).
 
     Returns a bool mask or a non-negative integer label array, or None where

@@ -17,30 +17,51 @@ class Config:
     dataset: str = field(default="", metadata={"help": "dataset manifest (fetcher output)"})
     output: str = field(default="", metadata={"help": "predictions manifest to write; arrays go to <output>.zarr"})
     crops: str = field(default="test", metadata={"help": "'test' (every crop of the test manifest) or ids '1,2'"})
-    roi: str = field(default="", metadata={
-        "help": "predict a world box instead of crops: 'z0,y0,x0:z1,y1,x1' in nm (needs one EM dataset or --volume)"})
+    roi: str = field(
+        default="",
+        metadata={
+            "help": "predict a world box instead of crops: 'z0,y0,x0:z1,y1,x1' in nm (needs one EM dataset or --volume)"
+        },
+    )
     whole_volume: bool = field(default=False, metadata={"help": "predict the whole EM volume of --volume"})
     volume: str = field(default="", metadata={"help": "dataset name for --roi/--whole-volume (default: the only one)"})
-    engine: Literal["onnx", "torch"] = field(default="onnx", metadata={
-        "help": "onnx: ONNX Runtime on the exported file; torch: the trainer's checkpoint in PyTorch eager"})
-    provider: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
-        "help": "auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU"})
+    engine: Literal["onnx", "torch"] = field(
+        default="onnx",
+        metadata={"help": "onnx: ONNX Runtime on the exported file; torch: the trainer's checkpoint in PyTorch eager"},
+    )
+    provider: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata={"help": "auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU"}
+    )
     threads: int = field(default=0, metadata={"help": "intra-op threads (0: the runtime's default)"})
     tile: str = field(default="", metadata={"help": "tile shape 'z,y,x' in voxels (default: the model's patch shape)"})
     overlap: float = field(default=0.25, metadata={"help": "fraction of a tile shared with its neighbour, [0, 1)"})
-    blend: Literal["gaussian", "linear", "constant"] = field(default="gaussian", metadata={
-        "help": "weighting of overlapping tiles"})
+    blend: Literal["gaussian", "linear", "constant"] = field(
+        default="gaussian", metadata={"help": "weighting of overlapping tiles"}
+    )
     batch_size: int = field(default=4, metadata={"help": "tiles per inference call"})
     tta: bool = field(default=False, metadata={"help": "average over the 8 axis flips (8x the compute)"})
-    context: str = field(default="", metadata={
-        "help": "EM context read around each block, voxels 'z,y,x' or one int (default: a quarter tile)"})
-    block: str = field(default="128", metadata={
-        "help": "block shape in voxels (one int or 'z,y,x'); memory is set by it; rounded up to whole chunks"})
+    context: str = field(
+        default="",
+        metadata={"help": "EM context read around each block, voxels 'z,y,x' or one int (default: a quarter tile)"},
+    )
+    block: str = field(
+        default="128",
+        metadata={
+            "help": "block shape in voxels (one int or 'z,y,x'); memory is set by it; rounded up to whole chunks"
+        },
+    )
     chunk: str = field(default="64", metadata={"help": "output chunk shape in voxels (one int or 'z,y,x')"})
-    dtype: Literal["uint8", "float16", "float32"] = field(default="uint8", metadata={
-        "help": "stored probability dtype (uint8: p*255 rounded)"})
-    shard: str = field(default="", metadata={
-        "help": "'I/N': do shard I of N (else JOB_COMPLETION_INDEX and CSC_PREDICT_SHARDS from the environment); "
-                "run 'finalize' afterwards"})
-    voxel_tolerance: float = field(default=0.25, metadata={
-        "help": "largest relative difference per axis between the model and the chosen EM level voxel size"})
+    dtype: Literal["uint8", "float16", "float32"] = field(
+        default="uint8", metadata={"help": "stored probability dtype (uint8: p*255 rounded)"}
+    )
+    shard: str = field(
+        default="",
+        metadata={
+            "help": "'I/N': do shard I of N (else JOB_COMPLETION_INDEX and CSC_PREDICT_SHARDS from the environment); "
+            "run 'finalize' afterwards"
+        },
+    )
+    voxel_tolerance: float = field(
+        default=0.25,
+        metadata={"help": "largest relative difference per axis between the model and the chosen EM level voxel size"},
+    )

@@ -65,11 +65,16 @@ class ModelSpec:
 
     def check_tile(self, tile: tuple[int, int, int]) -> None:
         """InputError unless the model's valid-shape rule accepts ``tile``."""
-        bad = [i for i, (t, m, lo) in enumerate(zip(tile, self.multiple, self.min_shape, strict=True)) if t < max(lo, 1) or t % m]
+        bad = [
+            i
+            for i, (t, m, lo) in enumerate(zip(tile, self.multiple, self.min_shape, strict=True))
+            if t < max(lo, 1) or t % m
+        ]
         if bad:
             raise InputError(
                 f"{self.manifest.path}: tile shape {list(tile)} cannot be taken by the model: each axis must be "
-                f">= {list(self.min_shape)} and a multiple of {list(self.multiple)} (valid_shape)")
+                f">= {list(self.min_shape)} and a multiple of {list(self.multiple)} (valid_shape)"
+            )
 
     def model_manifest_path(self) -> Path | None:
         """The trainer's ``model`` manifest this export came from (field ``model`` or an input of kind model)."""
@@ -92,7 +97,8 @@ def verify_onnx_file(spec: ModelSpec) -> None:
     if digest != spec.onnx_sha256:
         raise InputError(
             f"{spec.onnx_path}: sha256 {digest[:12]}... does not match the manifest's {spec.onnx_sha256[:12]}... "
-            f"({spec.manifest.path}); the file was changed or corrupted after export")
+            f"({spec.manifest.path}); the file was changed or corrupted after export"
+        )
 
 
 class OnnxEngine:
@@ -105,12 +111,16 @@ class OnnxEngine:
 
         verify_onnx_file(spec)
         if _installed("onnxruntime") and _installed("onnxruntime-gpu"):
-            log.warning("both onnxruntime and onnxruntime-gpu are installed; they shadow each other "
-                        "(uninstall onnxruntime to use the GPU package)")
+            log.warning(
+                "both onnxruntime and onnxruntime-gpu are installed; they shadow each other "
+                "(uninstall onnxruntime to use the GPU package)"
+            )
         available = ort.get_available_providers()
         if provider == "cuda" and "CUDAExecutionProvider" not in available:
-            raise InputError(f"--provider cuda: onnxruntime offers only {', '.join(available)} "
-                             "(install the 'gpu' extra, onnxruntime-gpu, in place of onnxruntime)")
+            raise InputError(
+                f"--provider cuda: onnxruntime offers only {', '.join(available)} "
+                "(install the 'gpu' extra, onnxruntime-gpu, in place of onnxruntime)"
+            )
         wanted = ["CPUExecutionProvider"]
         if provider in ("auto", "cuda") and "CUDAExecutionProvider" in available:
             wanted.insert(0, "CUDAExecutionProvider")
@@ -127,8 +137,10 @@ class OnnxEngine:
         self.input_name = spec.input_name or inputs[0].name
         self.output_name = spec.output_name or self.session.get_outputs()[0].name
         if self.input_name not in {i.name for i in inputs}:
-            raise InputError(f"{spec.manifest.path}: /input_name: {self.input_name!r} is not an input of the ONNX "
-                             f"graph ({', '.join(i.name for i in inputs)})")
+            raise InputError(
+                f"{spec.manifest.path}: /input_name: {self.input_name!r} is not an input of the ONNX "
+                f"graph ({', '.join(i.name for i in inputs)})"
+            )
         self.provider = self.session.get_providers()[0]
         if provider == "cuda" and self.provider != "CUDAExecutionProvider":
             raise InputError(f"--provider cuda: the session fell back to {self.provider} (no usable GPU)")
@@ -147,8 +159,10 @@ class TorchEngine:
     def __init__(self, spec: ModelSpec, *, provider: Provider = "auto", threads: int = 0) -> None:
         model_path = spec.model_manifest_path()
         if model_path is None:
-            raise InputError(f"{spec.manifest.path}: --engine torch needs the model manifest this export came from "
-                             "(field 'model' or an input of kind 'model')")
+            raise InputError(
+                f"{spec.manifest.path}: --engine torch needs the model manifest this export came from "
+                "(field 'model' or an input of kind 'model')"
+            )
         self.model, self.device = load_torch_model(model_path, provider=provider, threads=threads)
         import torch
 
@@ -196,12 +210,15 @@ def probe(engine: "OnnxEngine | TorchEngine", spec: ModelSpec, tile: tuple[int, 
     try:
         y = np.asarray(engine(x))
     except Exception as exc:  # noqa: BLE001 - any runtime failure here means the tile does not fit the model
-        raise InputError(f"{spec.manifest.path}: the model cannot take tile shape {list(tile)} "
-                         f"({_first_line(exc)})") from None
+        raise InputError(
+            f"{spec.manifest.path}: the model cannot take tile shape {list(tile)} ({_first_line(exc)})"
+        ) from None
     want = (1, len(spec.classes), *tile)
     if y.shape != want:
-        raise InputError(f"{spec.manifest.path}: model output shape {list(y.shape)} for tile {list(tile)}; "
-                         f"expected {list(want)} (one logit channel per class, same spatial shape)")
+        raise InputError(
+            f"{spec.manifest.path}: model output shape {list(y.shape)} for tile {list(tile)}; "
+            f"expected {list(want)} (one logit channel per class, same spatial shape)"
+        )
 
 
 def _default_threads() -> int:

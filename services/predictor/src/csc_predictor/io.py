@@ -38,8 +38,15 @@ class EmSource:
 def inside_slices(source: Geometry, target: Geometry) -> tuple[slice, slice, slice] | None:
     """Index slices of ``target`` voxels whose positions fall within ``source``'s sample extent."""
     out = []
-    for t0, n_src, vs_src, T, n, V in zip(source.translation, source.shape, source.voxel_size,
-                                          target.translation, target.shape, target.voxel_size, strict=True):
+    for t0, n_src, vs_src, T, n, V in zip(
+        source.translation,
+        source.shape,
+        source.voxel_size,
+        target.translation,
+        target.shape,
+        target.voxel_size,
+        strict=True,
+    ):
         first, last = t0, t0 + (n_src - 1) * vs_src
         lo = max(0, math.ceil((first - T) / V - _EPS))
         hi = min(n, math.floor((last - T) / V + _EPS) + 1)
@@ -104,8 +111,7 @@ def encoding_scale(dtype: str) -> float:
     return 1.0 / 255.0 if dtype == "uint8" else 1.0
 
 
-def ensure_array(zarr_root: Path, path: str, geometry: Geometry, *, chunks: tuple[int, int, int],
-                 dtype: str) -> Any:
+def ensure_array(zarr_root: Path, path: str, geometry: Geometry, *, chunks: tuple[int, int, int], dtype: str) -> Any:
     """Open ``zarr_root/path`` (``<key>/<class>/s0``) or create it; safe to race.
 
     The array gets fill 0 and attrs ``voxel_size`` + ``translation`` (for single-array readers); its parent

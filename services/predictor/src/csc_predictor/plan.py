@@ -143,15 +143,18 @@ def em_source(ds_manifest: Manifest, dataset: str, voxel_size: Sequence[float], 
     if entry is None:
         names = ", ".join(d["name"] for d in ds_manifest.data["datasets"])
         raise InputError(f"{ds_manifest.path}: dataset {dataset!r} is not in /datasets ({names})")
-    levels = [Level(lv["path"], Geometry(tuple(lv["voxel_size"]), tuple(lv["translation"]), tuple(lv["shape"])))
-              for lv in entry["em"]["levels"]]
+    levels = [
+        Level(lv["path"], Geometry(tuple(lv["voxel_size"]), tuple(lv["translation"]), tuple(lv["shape"])))
+        for lv in entry["em"]["levels"]
+    ]
     best = choose_level(levels, voxel_size)
     rel = np.abs(np.asarray(best.geometry.voxel_size) - np.asarray(voxel_size)) / np.asarray(voxel_size)
     if float(rel.max()) > tolerance:
         have = "; ".join(f"{lv.path} {list(lv.geometry.voxel_size)}" for lv in levels)
         raise InputError(
             f"dataset {dataset}: model voxel size {list(voxel_size)} nm is not available in the EM "
-            f"(levels: {have}; closest {best.path} differs by {rel.max():.0%} > --voxel-tolerance {tolerance:.0%})")
+            f"(levels: {have}; closest {best.path} differs by {rel.max():.0%} > --voxel-tolerance {tolerance:.0%})"
+        )
     array_path = ds_manifest.resolve(entry["zarr"]) / entry["em"]["path"] / best.path
     if not (array_path / ".zarray").is_file():
         raise InputError(f"dataset {dataset}: EM level {best.path} not found at {array_path}")
@@ -192,9 +195,11 @@ def crop_targets(ds_manifest: Manifest, spec: ModelSpec, crops: str, *, toleranc
         geom = output_grid(merged_crop_box(crop_rows), spec.voxel_size)
         present, total = em_presence(src, geom)
         if present == 0:
-            raise InputError(f"crop {cid}: its EM region is entirely absent from {src.array_path} "
-                             f"({total} chunk(s) cover the crop box {list(geom.box.start)}..{list(geom.box.stop)} nm, "
-                             "none on disk); fetch the crop's EM first")
+            raise InputError(
+                f"crop {cid}: its EM region is entirely absent from {src.array_path} "
+                f"({total} chunk(s) cover the crop box {list(geom.box.start)}..{list(geom.box.stop)} nm, "
+                "none on disk); fetch the crop's EM first"
+            )
         targets.append(Target(f"crop{cid}", cid, dataset, classes, geom, src))
     return targets
 
@@ -204,14 +209,18 @@ def region_targets(ds_manifest: Manifest, spec: ModelSpec, *, roi: str, volume: 
     names = [d["name"] for d in ds_manifest.data["datasets"]]
     if not volume:
         if len(names) != 1:
-            raise InputError(f"--roi/--whole-volume: the dataset manifest holds {len(names)} datasets "
-                             f"({', '.join(names)}); pick one with --volume")
+            raise InputError(
+                f"--roi/--whole-volume: the dataset manifest holds {len(names)} datasets "
+                f"({', '.join(names)}); pick one with --volume"
+            )
         volume = names[0]
     src = em_source(ds_manifest, volume, spec.voxel_size, tolerance=tolerance)
     em_box = src.geometry.box
     box = em_box if not roi else parse_roi(roi)
     if em_box.intersect(box) is None:
-        raise InputError(f"--roi {roi}: does not overlap the EM of {volume} ({list(em_box.start)}..{list(em_box.stop)} nm)")
+        raise InputError(
+            f"--roi {roi}: does not overlap the EM of {volume} ({list(em_box.start)}..{list(em_box.stop)} nm)"
+        )
     geom = output_grid(box, spec.voxel_size)
     classes = tuple(enumerate(spec.classes))
     return [Target(volume, None, volume, classes, geom, src)]
@@ -236,8 +245,9 @@ def target_chunks(geometry: Geometry, chunk: Shape3) -> Shape3:
 def build_plan(cfg: Any, spec: ModelSpec, ds_manifest: Manifest) -> Plan:
     """Everything a shard needs to know, validated before any output is touched."""
     if spec.channels != 1:
-        raise InputError(f"{spec.manifest.path}: /input/channels: the model takes {spec.channels} channels; "
-                         "the EM is one channel")
+        raise InputError(
+            f"{spec.manifest.path}: /input/channels: the model takes {spec.channels} channels; the EM is one channel"
+        )
     tile = parse_shape(cfg.tile, "tile") if cfg.tile else spec.patch_shape
     spec.check_tile(tile)
     context = parse_shape(cfg.context, "context") if cfg.context else tuple(t // 4 for t in tile)
@@ -265,9 +275,19 @@ def build_plan(cfg: Any, spec: ModelSpec, ds_manifest: Manifest) -> Plan:
         b, block_shape = make_blocks([t], block_shape=block, chunks=t.chunks)
         blocks.extend(b)
     params = {
-        "engine": cfg.engine, "tile": list(tile), "overlap": cfg.overlap, "blend": cfg.blend, "tta": cfg.tta,
-        "context": list(context), "block": list(block), "chunk": list(chunk), "dtype": cfg.dtype,
-        "crops": cfg.crops, "roi": cfg.roi, "whole_volume": cfg.whole_volume, "volume": cfg.volume,
+        "engine": cfg.engine,
+        "tile": list(tile),
+        "overlap": cfg.overlap,
+        "blend": cfg.blend,
+        "tta": cfg.tta,
+        "context": list(context),
+        "block": list(block),
+        "chunk": list(chunk),
+        "dtype": cfg.dtype,
+        "crops": cfg.crops,
+        "roi": cfg.roi,
+        "whole_volume": cfg.whole_volume,
+        "volume": cfg.volume,
         "batch_size": cfg.batch_size,
     }
     ident = {

@@ -49,8 +49,9 @@ def input_geometry(block: Block, plan: Plan) -> tuple[Geometry, tuple[int, ...]]
     return block.target.geometry.subgrid(sl), tuple(s.start - a for s, a in zip(block.slices, lo, strict=True))
 
 
-def predict_block(block: Block, plan: Plan, spec: ModelSpec, engine: Any, *, cfg: Any,
-                  em_array: Any = None) -> dict[str, np.ndarray] | None:
+def predict_block(
+    block: Block, plan: Plan, spec: ModelSpec, engine: Any, *, cfg: Any, em_array: Any = None
+) -> dict[str, np.ndarray] | None:
     """Per-class probabilities (float32) of one block; None where the block has no EM on disk."""
     t = block.target
     out_geom = t.geometry.subgrid(block.slices)
@@ -61,8 +62,16 @@ def predict_block(block: Block, plan: Plan, spec: ModelSpec, engine: Any, *, cfg
     if raw is None:
         return None
     x = raw * np.float32(spec.scale) + np.float32(spec.offset)
-    probs = sliding_window(x, engine, tile=plan.tile, n_classes=len(spec.classes), overlap=cfg.overlap,
-                           blend=cfg.blend, batch_size=cfg.batch_size, tta=cfg.tta)
+    probs = sliding_window(
+        x,
+        engine,
+        tile=plan.tile,
+        n_classes=len(spec.classes),
+        overlap=cfg.overlap,
+        blend=cfg.blend,
+        batch_size=cfg.batch_size,
+        tta=cfg.tta,
+    )
     sl = tuple(slice(o, o + n) for o, n in zip(off, out_geom.shape, strict=True))
     return {name: probs[(ch, *sl)] for ch, name in t.classes}
 
@@ -97,8 +106,15 @@ def run(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started
     markers = prepare_outputs(plan, output, sharded=shard is not None, dtype=cfg.dtype)
     mine = shard_blocks(plan.blocks, shard)
     todo = [b for b in mine if not markers.is_done(b.id)]
-    log.info("%s: %d block(s) in the plan, %d for this shard, %d already done; engine %s on %s",
-             output.name, len(plan.blocks), len(mine), len(mine) - len(todo), engine.name, engine.provider)
+    log.info(
+        "%s: %d block(s) in the plan, %d for this shard, %d already done; engine %s on %s",
+        output.name,
+        len(plan.blocks),
+        len(mine),
+        len(mine) - len(todo),
+        engine.name,
+        engine.provider,
+    )
     zarr_root = output.with_suffix(".zarr")
     arrays: dict[str, Any] = {}
     em_arrays: dict[Path, Any] = {}
@@ -118,11 +134,19 @@ def run(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started
                 # A block without EM is written as fill (0) too, so a reused zarr holds no stale values.
                 arrays[key][block.slices] = 0 if probs is None else encode(probs[name], cfg.dtype)
             voxels += int(np.prod([s.stop - s.start for s in block.slices]))
-            markers.mark_done(block.id, {
-                "block": block.id, "shard": list(shard) if shard else None, "empty": probs is None,
-                "provider": engine.provider, "engine": engine.name, "threads": engine.threads,
-                "started": started, "seconds": round(time.perf_counter() - b0, 3),
-            })
+            markers.mark_done(
+                block.id,
+                {
+                    "block": block.id,
+                    "shard": list(shard) if shard else None,
+                    "empty": probs is None,
+                    "provider": engine.provider,
+                    "engine": engine.name,
+                    "threads": engine.threads,
+                    "started": started,
+                    "seconds": round(time.perf_counter() - b0, 3),
+                },
+            )
     except InputError:
         # Bad input found mid-run (an unreadable EM chunk): an unsharded run leaves nothing behind.
         # Other failures keep finished blocks so a retry resumes.
@@ -131,8 +155,13 @@ def run(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started
             shutil.rmtree(zarr_root, ignore_errors=True)
         raise
     secs = time.perf_counter() - t0
-    log.info("predicted %d block(s), %d voxels in %.1f s (%.0f voxels/s)", len(todo), voxels, secs,
-             voxels / secs if secs > 0 else 0.0)
+    log.info(
+        "predicted %d block(s), %d voxels in %.1f s (%.0f voxels/s)",
+        len(todo),
+        voxels,
+        secs,
+        voxels / secs if secs > 0 else 0.0,
+    )
     if shard is not None:
         log.info("shard %d/%d done; run 'csc-predict finalize' with the same arguments once every shard is", *shard)
         return None
@@ -152,8 +181,10 @@ def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, st
         except (OSError, json.JSONDecodeError):
             pass
     if not done:
-        raise StageFailed(f"{markers.folder}: no block of this plan is done for {output}; run the predictor "
-                          "(or its shards) with the same arguments first")
+        raise StageFailed(
+            f"{markers.folder}: no block of this plan is done for {output}; run the predictor "
+            "(or its shards) with the same arguments first"
+        )
     missing = [(k, b) for k, b in enumerate(plan.blocks) if b.id not in done]
     if missing:
         shard = parse_shard(cfg.shard)
@@ -170,11 +201,22 @@ def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, st
     zarr_root = output.with_suffix(".zarr")
     entries = []
     for t in plan.targets:
-        entries.append({
-            "id": t.crop_id, "dataset": t.dataset,
-            "classes": [{"name": name, "kind": class_kind(name), "path": t.path(name),
-                         "geometry": t.geometry.to_json(), "dtype": cfg.dtype} for _, name in t.classes],
-        })
+        entries.append(
+            {
+                "id": t.crop_id,
+                "dataset": t.dataset,
+                "classes": [
+                    {
+                        "name": name,
+                        "kind": class_kind(name),
+                        "path": t.path(name),
+                        "geometry": t.geometry.to_json(),
+                        "dtype": cfg.dtype,
+                    }
+                    for _, name in t.classes
+                ],
+            }
+        )
     crops = [e for e in entries if e["id"] is not None]
     volumes = [{k: v for k, v in e.items() if k != "id"} for e in entries if e["id"] is None]
     empty = sum(1 for r in records if r.get("empty"))
@@ -184,14 +226,18 @@ def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, st
         "provider": ",".join(providers),
         "engine": cfg.engine,
         "threads": threads,
-        "tiling": {k: plan.params[k] for k in ("tile", "overlap", "blend", "batch_size", "tta", "context", "block",
-                                                "chunk")},
+        "tiling": {
+            k: plan.params[k] for k in ("tile", "overlap", "blend", "batch_size", "tta", "context", "block", "chunk")
+        },
         "selection": {k: plan.params[k] for k in ("crops", "roi", "whole_volume", "volume")},
         "plan_hash": plan.hash,
         "em_levels": sorted({f"{t.dataset}:{t.em.level_path}" for t in plan.targets}),
-        "counts": {"blocks": len(plan.blocks), "empty_blocks": empty,
-                   "shards": len({tuple(r["shard"]) for r in records if r.get("shard")}) or 1,
-                   "seconds": round(sum(float(r.get("seconds", 0.0)) for r in records), 3)},
+        "counts": {
+            "blocks": len(plan.blocks),
+            "empty_blocks": empty,
+            "shards": len({tuple(r["shard"]) for r in records if r.get("shard")}) or 1,
+            "seconds": round(sum(float(r.get("seconds", 0.0)) for r in records), 3),
+        },
         "crops": crops,
     }
     if volumes:
@@ -208,11 +254,23 @@ def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, st
 
 
 def _summary(plan: Plan, body: dict[str, Any], output: Path) -> None:
-    log.info("predictions: %s (%s, provider %s, tile %s, overlap %s, blend %s%s)", output, body["engine"],
-             body["provider"], "x".join(map(str, plan.tile)), plan.params["overlap"], plan.params["blend"],
-             ", flip TTA" if plan.params["tta"] else "")
+    log.info(
+        "predictions: %s (%s, provider %s, tile %s, overlap %s, blend %s%s)",
+        output,
+        body["engine"],
+        body["provider"],
+        "x".join(map(str, plan.tile)),
+        plan.params["overlap"],
+        plan.params["blend"],
+        ", flip TTA" if plan.params["tta"] else "",
+    )
     for t in plan.targets:
         g = t.geometry
-        log.info("  %-12s %-10s %s voxels @ %s nm  classes: %s", t.key, t.dataset, "x".join(map(str, g.shape)),
-                 "x".join(f"{v:g}" for v in g.voxel_size), ", ".join(c for _, c in t.classes))
-
+        log.info(
+            "  %-12s %-10s %s voxels @ %s nm  classes: %s",
+            t.key,
+            t.dataset,
+            "x".join(map(str, g.shape)),
+            "x".join(f"{v:g}" for v in g.voxel_size),
+            ", ".join(c for _, c in t.classes),
+        )

@@ -54,16 +54,28 @@ def _datasplit_main(argv: list[str] | None) -> int:
         raise InputError("--classes is empty")
     wanted_ds = set(parse_list(cfg.datasets, "--datasets"))
     wanted_crops = {int(c.removeprefix("crop")) for c in parse_list(cfg.crops, "--crops")}
-    crops = [c for c in ds["crops"] if c["split"] == "train"
-             and (not wanted_ds or c["dataset"] in wanted_ds) and (not wanted_crops or c["id"] in wanted_crops)]
+    crops = [
+        c
+        for c in ds["crops"]
+        if c["split"] == "train"
+        and (not wanted_ds or c["dataset"] in wanted_ds)
+        and (not wanted_crops or c["id"] in wanted_crops)
+    ]
     if not 0.0 <= cfg.validate_ratio <= 1.0:
         raise InputError(f"--validate-ratio must be within [0, 1], got {cfg.validate_ratio}")
-    rows = make_split(crops, classes, validate_ratio=cfg.validate_ratio, rng=np.random.default_rng(cfg.seed),
-                      force_all=cfg.force_all_classes,
-                      scale=parse_vec3(cfg.scale, "--scale") if cfg.scale else None)
+    rows = make_split(
+        crops,
+        classes,
+        validate_ratio=cfg.validate_ratio,
+        rng=np.random.default_rng(cfg.seed),
+        force_all=cfg.force_all_classes,
+        scale=parse_vec3(cfg.scale, "--scale") if cfg.scale else None,
+    )
     if not rows:
-        raise InputError(f"{ds.path}: no training crop annotates any of {', '.join(classes)}"
-                         + (" at the requested --scale" if cfg.scale else ""))
+        raise InputError(
+            f"{ds.path}: no training crop annotates any of {', '.join(classes)}"
+            + (" at the requested --scale" if cfg.scale else "")
+        )
     out = Path(cfg.csv_path)
     atomic_write_text(out, datasplit_csv(rows, ds, out))
     n_val = sum(r.split == "validate" for r in rows)

@@ -43,8 +43,12 @@ class TrainConfig:
     """Train a 2D or 3D U-Net on the training crops of a dataset manifest; writes a model manifest."""
 
     dataset: str = field(default="", metadata=_h("dataset manifest (fetcher output), e.g. data/dataset.json"))
-    output: str = field(default="", metadata=_h("model manifest to write, e.g. data/models/demo/model.json; "
-                                                "checkpoints, logs and PNGs go beside it"))
+    output: str = field(
+        default="",
+        metadata=_h(
+            "model manifest to write, e.g. data/models/demo/model.json; checkpoints, logs and PNGs go beside it"
+        ),
+    )
     name: str = field(default="", metadata=_h("model name (default: the output folder's name)"))
     classes: str = field(default=DEFAULT_CLASSES, metadata=_h("comma list of classes = output channel order"))
     crops: str = field(default="", metadata=_h("comma list of training crop ids to use (default: all)"))
@@ -53,31 +57,55 @@ class TrainConfig:
     base_features: int = field(default=8, metadata=_h("features of the first level; doubled per level"))
     norm: Literal["batch", "instance", "group", "none"] = field(default="batch", metadata=_h("normalization layers"))
     patch_shape: str = field(default="", metadata=_h("zyx patch in voxels (default 32,32,32 for 3D, 1,64,64 for 2D)"))
-    voxel_size: str = field(default="8,8,8", metadata=_h("zyx target voxel size in nm; EM and labels are resampled to it"))
+    voxel_size: str = field(
+        default="8,8,8", metadata=_h("zyx target voxel size in nm; EM and labels are resampled to it")
+    )
     iterations: int = field(default=300, metadata=_h("total optimizer steps"))
     batch_size: int = field(default=4, metadata=_h("patches per step"))
     learning_rate: float = field(default=5e-3, metadata=_h("AdamW peak learning rate"))
     weight_decay: float = field(default=1e-4, metadata=_h("AdamW decoupled weight decay"))
-    schedule: Literal["cosine", "constant", "step"] = field(default="cosine", metadata=_h(
-        "learning-rate schedule over the iterations (after warm-up)"))
+    schedule: Literal["cosine", "constant", "step"] = field(
+        default="cosine", metadata=_h("learning-rate schedule over the iterations (after warm-up)")
+    )
     warmup_iterations: int = field(default=10, metadata=_h("linear warm-up steps"))
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping norm (0 = off)"))
-    pos_weight: bool = field(default=True, metadata=_h("weight positives per class by the training set's "
-                                                        "negative/positive ratio, capped at 100 (upstream "
-                                                        "weight_loss; --no-pos-weight disables)"))
-    class_balance: float = field(default=0.75, metadata=_h("fraction of patches centred on a voxel of a class chosen "
-                                                           "uniformly (the rest: uniform over crop volume)"))
-    augment: bool = field(default=True, metadata=_h("random flips, in-plane 90-degree rotations, transposes, "
-                                                     "intensity jitter (--no-augment disables)"))
+    pos_weight: bool = field(
+        default=True,
+        metadata=_h(
+            "weight positives per class by the training set's "
+            "negative/positive ratio, capped at 100 (upstream "
+            "weight_loss; --no-pos-weight disables)"
+        ),
+    )
+    class_balance: float = field(
+        default=0.75,
+        metadata=_h(
+            "fraction of patches centred on a voxel of a class chosen uniformly (the rest: uniform over crop volume)"
+        ),
+    )
+    augment: bool = field(
+        default=True,
+        metadata=_h("random flips, in-plane 90-degree rotations, transposes, intensity jitter (--no-augment disables)"),
+    )
     intensity_jitter: float = field(default=0.1, metadata=_h("max relative contrast/brightness jitter"))
-    validate_ratio: float = field(default=0.15, metadata=_h("probability a training crop goes to validation "
-                                                             "when the datasplit is created"))
-    datasplit: str = field(default="", metadata=_h("datasplit CSV to use; created there if missing "
-                                                    "(default: a fresh datasplit.csv beside the output)"))
-    force_all_classes: Literal["false", "true", "train", "validate"] = field(default="validate", metadata=_h(
-        "when the datasplit is created: crops lacking a class are dropped (true) or kept out of that split"))
-    filter_by_scale: bool = field(default=False, metadata=_h("when the datasplit is created: ignore classes "
-                                                              "annotated coarser than --voxel-size"))
+    validate_ratio: float = field(
+        default=0.15, metadata=_h("probability a training crop goes to validation when the datasplit is created")
+    )
+    datasplit: str = field(
+        default="",
+        metadata=_h(
+            "datasplit CSV to use; created there if missing (default: a fresh datasplit.csv beside the output)"
+        ),
+    )
+    force_all_classes: Literal["false", "true", "train", "validate"] = field(
+        default="validate",
+        metadata=_h(
+            "when the datasplit is created: crops lacking a class are dropped (true) or kept out of that split"
+        ),
+    )
+    filter_by_scale: bool = field(
+        default=False, metadata=_h("when the datasplit is created: ignore classes annotated coarser than --voxel-size")
+    )
     validate_every: int = field(default=100, metadata=_h("iterations between validations (and checkpoints)"))
     validation_patches: int = field(default=16, metadata=_h("patches per validation pass (fixed tiles)"))
     seed: int = field(default=42, metadata=_h("seeds model init, sampling and augmentation"))
@@ -85,8 +113,13 @@ class TrainConfig:
     amp: bool = field(default=True, metadata=_h("mixed precision on CUDA (--no-amp disables; never used on CPU)"))
     threads: int = field(default=0, metadata=_h("torch CPU threads (0 = torch default)"))
     resume: bool = field(default=False, metadata=_h("continue from checkpoints/latest.pt beside the output"))
-    stop_after: int = field(default=0, metadata=_h("stop this run after N iterations (checkpoint saved, no "
-                                                    "manifest; continue later with --resume); 0 = run to the end"))
+    stop_after: int = field(
+        default=0,
+        metadata=_h(
+            "stop this run after N iterations (checkpoint saved, no "
+            "manifest; continue later with --resume); 0 = run to the end"
+        ),
+    )
     tensorboard: bool = field(default=True, metadata=_h("write TensorBoard events (--no-tensorboard disables)"))
     plots: bool = field(default=True, metadata=_h("write curves.png and samples.png (--no-plots disables)"))
 
@@ -114,8 +147,15 @@ class TrainConfig:
 
     @property
     def architecture(self) -> dict[str, Any]:
-        return {"name": "unet", "dims": self.dims, "in_channels": 1, "out_channels": len(self.class_list),
-                "depth": self.depth, "base_features": self.base_features, "norm": self.norm}
+        return {
+            "name": "unet",
+            "dims": self.dims,
+            "in_channels": 1,
+            "out_channels": len(self.class_list),
+            "depth": self.depth,
+            "base_features": self.base_features,
+            "norm": self.norm,
+        }
 
     def check(self) -> None:
         """Cheap value checks, done before reading data or importing torch."""
@@ -135,8 +175,10 @@ class TrainConfig:
         m = 2 ** (self.depth - 1)
         mult = (1 if self.dims == 2 else m, m, m)
         if self.depth < 1 or any(p % k for p, k in zip(patch, mult, strict=True)):
-            raise InputError(f"--patch-shape {list(patch)} is not divisible by the network's downsampling multiple "
-                             f"{list(mult)} (depth {self.depth})")
+            raise InputError(
+                f"--patch-shape {list(patch)} is not divisible by the network's downsampling multiple "
+                f"{list(mult)} (depth {self.depth})"
+            )
         for name in ("iterations", "batch_size", "validate_every", "validation_patches", "base_features"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -156,10 +198,13 @@ class DatasplitConfig:
     dataset: str = field(default="", metadata=_h("dataset manifest (fetcher output)"))
     csv_path: str = field(default="datasplit.csv", metadata=_h("CSV to write"))
     classes: str = field(default="nuc,er", metadata=_h("comma list of classes"))
-    scale: str = field(default="", metadata=_h("keep a class only where its s0 voxel size is <= this "
-                                               "(1 or 3 numbers, nm); default: no filter"))
-    force_all_classes: Literal["false", "true", "train", "validate"] = field(default="false", metadata=_h(
-        "rows lacking a class: true = dropped, train/validate = kept out of that split"))
+    scale: str = field(
+        default="",
+        metadata=_h("keep a class only where its s0 voxel size is <= this (1 or 3 numbers, nm); default: no filter"),
+    )
+    force_all_classes: Literal["false", "true", "train", "validate"] = field(
+        default="false", metadata=_h("rows lacking a class: true = dropped, train/validate = kept out of that split")
+    )
     validate_ratio: float = field(default=0.1, metadata=_h("probability a crop goes to validation"))
     datasets: str = field(default="", metadata=_h("comma list of datasets (default: all)"))
     crops: str = field(default="", metadata=_h("comma list of crop ids (default: all)"))

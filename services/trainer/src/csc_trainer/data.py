@@ -46,18 +46,27 @@ def index_classes(crops: Sequence[CropSource], classes: Sequence[str], patch: Se
             sizes.append(np.repeat(size[None], len(world), 0))
             pos += p
             tot += t
-        out.append(ClassIndex(
-            name,
-            np.concatenate(crop_idx) if crop_idx else np.zeros(0, int),
-            np.concatenate(starts) if starts else np.zeros((0, 3)),
-            np.concatenate(sizes) if sizes else np.zeros((0, 3)),
-            pos, tot,
-        ))
+        out.append(
+            ClassIndex(
+                name,
+                np.concatenate(crop_idx) if crop_idx else np.zeros(0, int),
+                np.concatenate(starts) if starts else np.zeros((0, 3)),
+                np.concatenate(sizes) if sizes else np.zeros((0, 3)),
+                pos,
+                tot,
+            )
+        )
     return out
 
 
-def sample_location(rng: np.random.Generator, crops: Sequence[CropSource], index: Sequence[ClassIndex],
-                    patch: Sequence[int], *, class_balance: float) -> tuple[int, np.ndarray]:
+def sample_location(
+    rng: np.random.Generator,
+    crops: Sequence[CropSource],
+    index: Sequence[ClassIndex],
+    patch: Sequence[int],
+    *,
+    class_balance: float,
+) -> tuple[int, np.ndarray]:
     """(crop index, patch start in that crop's grid voxels) for one training patch.
 
     With probability ``class_balance`` a class is drawn uniformly among the
@@ -84,8 +93,16 @@ def sample_location(rng: np.random.Generator, crops: Sequence[CropSource], index
     return ci, centre - patch // 2
 
 
-def augment(raw: np.ndarray, target: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *,
-            dims: int, transpose_z: bool, jitter: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def augment(
+    raw: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    dims: int,
+    transpose_z: bool,
+    jitter: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random flips, in-plane 90° rotations, axis transposes and intensity jitter.
 
     ``raw`` is ``(Z,Y,X)``; ``target``/``mask`` ``(K,Z,Y,X)`` get the same
@@ -112,10 +129,20 @@ def augment(raw: np.ndarray, target: np.ndarray, mask: np.ndarray, rng: np.rando
     return r, t, m
 
 
-def make_batch(rng: np.random.Generator, crops: Sequence[CropSource], index: Sequence[ClassIndex],
-               classes: Sequence[str], patch: Sequence[int], batch_size: int, *, class_balance: float,
-               augment_on: bool, dims: int, transpose_z: bool, jitter: float,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_batch(
+    rng: np.random.Generator,
+    crops: Sequence[CropSource],
+    index: Sequence[ClassIndex],
+    classes: Sequence[str],
+    patch: Sequence[int],
+    batch_size: int,
+    *,
+    class_balance: float,
+    augment_on: bool,
+    dims: int,
+    transpose_z: bool,
+    jitter: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training batch: raw ``(B,1,Z,Y,X)``, target and mask ``(B,K,Z,Y,X)``, all float32."""
     raws, targets, masks = [], [], []
     for _ in range(batch_size):

@@ -38,9 +38,15 @@ class SplitRow:
     classes: tuple[str, ...]
 
 
-def make_split(crops: Sequence[dict[str, Any]], classes: Sequence[str], *, validate_ratio: float,
-               rng: np.random.Generator, force_all: ForceAll = "false",
-               scale: Sequence[float] | None = None) -> list[SplitRow]:
+def make_split(
+    crops: Sequence[dict[str, Any]],
+    classes: Sequence[str],
+    *,
+    validate_ratio: float,
+    rng: np.random.Generator,
+    force_all: ForceAll = "false",
+    scale: Sequence[float] | None = None,
+) -> list[SplitRow]:
     """Split training crops (manifest dicts) between train and validate, as the original does.
 
     A crop is kept when it annotates at least one of ``classes`` (with
@@ -119,8 +125,9 @@ def read_datasplit(csv_path: str | Path, manifest: Manifest) -> list[SplitRow]:
         if not fields:
             continue
         if len(fields) != 5 or fields[0] not in ("train", "validate"):
-            raise InputError(f"{p}: line {n}: expected 5 fields \"train|validate\",raw root,raw path,gt root,"
-                             f"crop path/[classes]")
+            raise InputError(
+                f'{p}: line {n}: expected 5 fields "train|validate",raw root,raw path,gt root,crop path/[classes]'
+            )
         m = _CROP_RE.match(fields[4])
         if not m:
             raise InputError(f"{p}: line {n}: crop field {fields[4]!r} lacks the /[cls1,cls2] suffix")

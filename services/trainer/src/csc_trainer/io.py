@@ -49,8 +49,9 @@ class CropSource:
     crop_path: str
     stats: dict[str, Any] = field(default_factory=dict)
 
-    def read_patch(self, start: Sequence[int], shape: Sequence[int],
-                   classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def read_patch(
+        self, start: Sequence[int], shape: Sequence[int], classes: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """EM, targets and mask of the patch at grid index ``start`` (may run past the crop).
 
         Returns raw ``(Z,Y,X)`` float32 scaled to [0, 1], target ``(K,Z,Y,X)``
@@ -75,8 +76,15 @@ class CropSource:
 def inside_mask(source: Geometry, target: Geometry) -> np.ndarray:
     """1 where a target voxel's nearest source voxel lies inside the source array."""
     axes = []
-    for t0, tv, n, s0, sv, sn in zip(target.translation, target.voxel_size, target.shape,
-                                     source.translation, source.voxel_size, source.shape, strict=True):
+    for t0, tv, n, s0, sv, sn in zip(
+        target.translation,
+        target.voxel_size,
+        target.shape,
+        source.translation,
+        source.voxel_size,
+        source.shape,
+        strict=True,
+    ):
         c = (t0 + np.arange(n) * tv - s0) / sv
         axes.append(((c >= -0.5) & (c < sn - 0.5)).astype(np.float32))
     return axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
@@ -126,28 +134,33 @@ def training_crop_entries(manifest: Manifest, *, crop_ids: Sequence[int] = ()) -
         known = {c["id"] for c in crops}
         missing = sorted(set(crop_ids) - known)
         if missing:
-            raise InputError(f"{manifest.path}: no training crop(s) {', '.join(map(str, missing))} "
-                             f"(training crops: {', '.join(map(str, sorted(known))) or 'none'})")
+            raise InputError(
+                f"{manifest.path}: no training crop(s) {', '.join(map(str, missing))} "
+                f"(training crops: {', '.join(map(str, sorted(known))) or 'none'})"
+            )
         crops = [c for c in crops if c["id"] in set(crop_ids)]
     if not crops:
         raise InputError(f"{manifest.path}: no training crops (split 'train') to train on")
     return crops
 
 
-def open_crop(manifest: Manifest, crop: dict[str, Any], classes: Sequence[str],
-              voxel_size: Sequence[float]) -> CropSource:
+def open_crop(
+    manifest: Manifest, crop: dict[str, Any], classes: Sequence[str], voxel_size: Sequence[float]
+) -> CropSource:
     """Open one training crop lazily at ``voxel_size`` (nothing but metadata is read)."""
     datasets = {d["name"]: d for d in manifest["datasets"]}
     ds = datasets.get(crop["dataset"])
     if ds is None:
-        raise InputError(f"{manifest.path}: crop {crop['id']} names dataset {crop['dataset']!r}, "
-                         f"which the manifest does not list")
+        raise InputError(
+            f"{manifest.path}: crop {crop['id']} names dataset {crop['dataset']!r}, which the manifest does not list"
+        )
     root = manifest.resolve(ds["zarr"])
     em_level = choose_level(_em_levels(root, ds["em"]), voxel_size)
     em = open_array(root / em_level.path)
     if tuple(em.shape) != em_level.geometry.shape:
-        raise InputError(f"{root / em_level.path}: shape {em.shape} does not match the manifest's "
-                         f"{list(em_level.geometry.shape)}")
+        raise InputError(
+            f"{root / em_level.path}: shape {em.shape} does not match the manifest's {list(em_level.geometry.shape)}"
+        )
     labels: dict[str, LabelSource] = {}
     wanted = set(classes)
     with_paths = [c for c in crop["classes"] if c.get("path")]
@@ -162,14 +175,20 @@ def open_crop(manifest: Manifest, crop: dict[str, Any], classes: Sequence[str],
         raise InputError(f"{manifest.path}: training crop {crop['id']} has no label paths")
     box = crop_box(with_paths)
     return CropSource(
-        crop_id=int(crop["id"]), dataset=crop["dataset"], grid=grid_for(box, voxel_size),
-        em=em, em_geometry=em_level.geometry, em_scale=em_scale_for(em.dtype), labels=labels,
-        zarr_root=root, em_path=ds["em"]["path"], crop_path=crop_path_of([c["path"] for c in with_paths]),
+        crop_id=int(crop["id"]),
+        dataset=crop["dataset"],
+        grid=grid_for(box, voxel_size),
+        em=em,
+        em_geometry=em_level.geometry,
+        em_scale=em_scale_for(em.dtype),
+        labels=labels,
+        zarr_root=root,
+        em_path=ds["em"]["path"],
+        crop_path=crop_path_of([c["path"] for c in with_paths]),
     )
 
 
-def class_cells(src: LabelSource, grid: Geometry,
-                patch: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int, int]:
+def class_cells(src: LabelSource, grid: Geometry, patch: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Where a class occurs, coarsely: positive cells (world starts and size, nm), positive/total voxels.
 
     Cells are half a patch wide, so a patch centred in a positive cell sees
@@ -201,10 +220,14 @@ def check_classes(cfg: Any, crops: Sequence[dict[str, Any]]) -> None:
     classes = cfg.class_list
     unknown = [c for c in classes if c not in KNOWN_CLASSES]
     if unknown:
-        raise InputError(f"--classes: unknown class(es) {', '.join(unknown)}; expected names of the challenge's "
-                         f"class table (e.g. {', '.join(TESTED_CLASSES[:6])}, ...)")
+        raise InputError(
+            f"--classes: unknown class(es) {', '.join(unknown)}; expected names of the challenge's "
+            f"class table (e.g. {', '.join(TESTED_CLASSES[:6])}, ...)"
+        )
     annotated = {c["name"] for crop in crops for c in crop["classes"] if c.get("path")}
     missing = [c for c in classes if c not in annotated]
     if missing:
-        raise InputError(f"--classes: {', '.join(missing)} annotated in no training crop "
-                         f"(annotated: {', '.join(sorted(annotated)) or 'none'})")
+        raise InputError(
+            f"--classes: {', '.join(missing)} annotated in no training crop "
+            f"(annotated: {', '.join(sorted(annotated)) or 'none'})"
+        )

@@ -15,10 +15,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from csc_common.fsutil import atomic_write_bytes  # noqa: E402
 
-_COLORS = np.array([
-    (0.90, 0.10, 0.10), (0.10, 0.70, 0.10), (0.20, 0.40, 1.00), (1.00, 0.80, 0.00),
-    (0.80, 0.20, 0.90), (0.00, 0.80, 0.80), (1.00, 0.50, 0.00), (0.50, 0.30, 0.10),
-])
+_COLORS = np.array(
+    [
+        (0.90, 0.10, 0.10),
+        (0.10, 0.70, 0.10),
+        (0.20, 0.40, 1.00),
+        (1.00, 0.80, 0.00),
+        (0.80, 0.20, 0.90),
+        (0.00, 0.80, 0.80),
+        (1.00, 0.50, 0.00),
+        (0.50, 0.30, 0.10),
+    ]
+)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -41,7 +49,7 @@ def plot_curves(records: Sequence[dict[str, Any]], classes: Sequence[str], path:
         w = max(1, len(loss) // 20)
         if len(loss) >= w:
             smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
-            ax1.plot(it[w - 1:], smooth, color="C0", label=f"train loss (mean of {w})")
+            ax1.plot(it[w - 1 :], smooth, color="C0", label=f"train loss (mean of {w})")
     if val:
         ax1.plot([r["iteration"] for r in val], [r["val_loss"] for r in val], "o-", color="C3", label="validation loss")
         for k, name in enumerate(classes):
@@ -71,8 +79,12 @@ def _composite(labels: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return rgb
 
 
-def plot_samples(batches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], logits: Sequence[np.ndarray],
-                 classes: Sequence[str], path: Path) -> None:
+def plot_samples(
+    batches: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    logits: Sequence[np.ndarray],
+    classes: Sequence[str],
+    path: Path,
+) -> None:
     """Rows of EM | truth | prediction (middle z slice) for a few validation patches."""
     n = len(batches)
     fig, axes = plt.subplots(n, 3, figsize=(9, 3 * n), squeeze=False)

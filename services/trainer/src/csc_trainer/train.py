@@ -40,8 +40,9 @@ log = logging.getLogger("csc.train")
 
 
 # -- pure pieces -------------------------------------------------------------
-def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-               pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+def masked_bce(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-voxel, per-class BCE-with-logits averaged over annotated voxels only.
 
     ``mask`` is 0 where a class is unannotated in the crop or the voxel lies
@@ -78,6 +79,7 @@ def iou_from_counts(counts: np.ndarray) -> list[float | None]:
 
 def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
     """Multiplier of the peak learning rate at step ``i`` (LambdaLR): linear warm-up then the schedule."""
+
     def f(i: int) -> float:
         if i < warmup:
             return (i + 1) / warmup
@@ -87,12 +89,22 @@ def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
         if schedule == "step":
             return 0.1 if progress >= 2 / 3 else 1.0
         return 1.0
+
     return f
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, x: torch.Tensor,
-               target: torch.Tensor, mask: torch.Tensor, *, use_amp: bool, max_grad_norm: float,
-               pos_weight: torch.Tensor | None = None) -> tuple[float, float]:
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    use_amp: bool,
+    max_grad_norm: float,
+    pos_weight: torch.Tensor | None = None,
+) -> tuple[float, float]:
     """One optimizer step (AMP float16 autocast on CUDA when ``use_amp``); returns (loss, grad norm).
 
     The loss is computed in float32 outside autocast; gradients are unscaled
@@ -143,7 +155,9 @@ class Paths:
     sample_input = property(lambda self: self.dir / "sample_input.npy")
 
 
-def load_split(cfg: TrainConfig, ds: Manifest, entries: Sequence[dict[str, Any]], out: Paths) -> tuple[list[SplitRow], Path]:
+def load_split(
+    cfg: TrainConfig, ds: Manifest, entries: Sequence[dict[str, Any]], out: Paths
+) -> tuple[list[SplitRow], Path]:
     """The train/validate split: an existing --datasplit CSV, else a new one (seeded) written beside the model."""
     classes = cfg.class_list
     if cfg.datasplit and Path(cfg.datasplit).is_file():
@@ -155,8 +169,14 @@ def load_split(cfg: TrainConfig, ds: Manifest, entries: Sequence[dict[str, Any]]
     else:
         path = Path(cfg.datasplit) if cfg.datasplit else out.dir / "datasplit.csv"
         rng = np.random.default_rng([cfg.seed, 7])
-        rows = make_split(entries, classes, validate_ratio=cfg.validate_ratio, rng=rng,
-                          force_all=cfg.force_all_classes, scale=cfg.voxel if cfg.filter_by_scale else None)
+        rows = make_split(
+            entries,
+            classes,
+            validate_ratio=cfg.validate_ratio,
+            rng=rng,
+            force_all=cfg.force_all_classes,
+            scale=cfg.voxel if cfg.filter_by_scale else None,
+        )
         atomic_write_text(path, datasplit_csv(rows, ds, path))
     if not any(r.split == "train" for r in rows):
         raise InputError(f"{path}: no training crops annotate any of {', '.join(classes)}")
@@ -190,9 +210,12 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
         val_crops = train_crops
     index = data.index_classes(train_crops, classes, patch)
     iso = len(set(cfg.voxel)) == 1 and len(set(patch)) == 1
-    log.info("training crops %s, validation crops %s; positive fraction %s",
-             [c.crop_id for c in train_crops], [c.crop_id for c in val_crops],
-             {c.name: round(c.fraction, 4) for c in index})
+    log.info(
+        "training crops %s, validation crops %s; positive fraction %s",
+        [c.crop_id for c in train_crops],
+        [c.crop_id for c in val_crops],
+        {c.name: round(c.fraction, 4) for c in index},
+    )
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -202,8 +225,9 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
     arch = nets.normalize_architecture(cfg.architecture)
     model = nets.build_model(arch).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg.schedule, cfg.warmup_iterations,
-                                                                       cfg.iterations))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(cfg.schedule, cfg.warmup_iterations, cfg.iterations)
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     pos_weight = None
     if cfg.pos_weight:
@@ -227,11 +251,30 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
         for it in range(state.iteration, min(cfg.iterations, stop_at)):
             rng = np.random.default_rng([cfg.seed, it])
             raw, target, mask = data.make_batch(
-                rng, train_crops, index, classes, patch, cfg.batch_size, class_balance=cfg.class_balance,
-                augment_on=cfg.augment, dims=cfg.dims, transpose_z=iso, jitter=cfg.intensity_jitter)
+                rng,
+                train_crops,
+                index,
+                classes,
+                patch,
+                cfg.batch_size,
+                class_balance=cfg.class_balance,
+                augment_on=cfg.augment,
+                dims=cfg.dims,
+                transpose_z=iso,
+                jitter=cfg.intensity_jitter,
+            )
             x, t, m = (torch.from_numpy(a).to(device, non_blocking=True) for a in (raw, target, mask))
-            loss, grad_norm = train_step(model, optimizer, scaler, x, t, m, use_amp=use_amp,
-                                         max_grad_norm=cfg.max_grad_norm, pos_weight=pos_weight)
+            loss, grad_norm = train_step(
+                model,
+                optimizer,
+                scaler,
+                x,
+                t,
+                m,
+                use_amp=use_amp,
+                max_grad_norm=cfg.max_grad_norm,
+                pos_weight=pos_weight,
+            )
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             step = it + 1
@@ -252,8 +295,13 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
                         if v is not None:
                             tb.add_scalar(f"validation/iou/{name}", v, step)
                 score = vrec["val_mean_iou"] if vrec["val_mean_iou"] is not None else -vrec["val_loss"]
-                log.info("iteration %d: loss %.4f, validation loss %.4f, mean IoU %s", step, rec["loss"],
-                         vrec["val_loss"], "n/a" if vrec["val_mean_iou"] is None else f"{vrec['val_mean_iou']:.3f}")
+                log.info(
+                    "iteration %d: loss %.4f, validation loss %.4f, mean IoU %s",
+                    step,
+                    rec["loss"],
+                    vrec["val_loss"],
+                    "n/a" if vrec["val_mean_iou"] is None else f"{vrec['val_mean_iou']:.3f}",
+                )
                 state.iteration = step
                 if score > state.best_score:
                     state.best_score, state.best_iteration, state.best_iou = score, step, vrec["val_iou"]
@@ -269,11 +317,28 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
     _save(out.latest, model, arch, optimizer, scheduler, scaler, state, t0)
     state.seconds += elapsed
     if state.iteration < cfg.iterations:
-        log.info("stopped after iteration %d of %d (--stop-after); continue with --resume",
-                 state.iteration, cfg.iterations)
+        log.info(
+            "stopped after iteration %d of %d (--stop-after); continue with --resume", state.iteration, cfg.iterations
+        )
         return None
-    return _finish(cfg, ds, out, started, arch, model, state, elapsed, val_batches, train_crops, val_crops,
-                   index, split_path, device, use_amp, args)
+    return _finish(
+        cfg,
+        ds,
+        out,
+        started,
+        arch,
+        model,
+        state,
+        elapsed,
+        val_batches,
+        train_crops,
+        val_crops,
+        index,
+        split_path,
+        device,
+        use_amp,
+        args,
+    )
 
 
 def _load_resume(out: Paths) -> dict[str, Any]:
@@ -287,11 +352,14 @@ def _load_resume(out: Paths) -> dict[str, Any]:
     return ck
 
 
-def _resume(out: Paths, ck: dict[str, Any], arch: dict[str, Any], model: nn.Module, optimizer: Any,
-            scheduler: Any, scaler: Any) -> RunState:
+def _resume(
+    out: Paths, ck: dict[str, Any], arch: dict[str, Any], model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any
+) -> RunState:
     if nets.normalize_architecture(ck["architecture"]) != arch:
-        raise InputError(f"{out.latest}: checkpoint architecture {ck['architecture']} differs from the "
-                         f"configured {arch}; resume with the same settings")
+        raise InputError(
+            f"{out.latest}: checkpoint architecture {ck['architecture']} differs from the "
+            f"configured {arch}; resume with the same settings"
+        )
     try:
         model.load_state_dict(ck["state_dict"])
         optimizer.load_state_dict(ck["optimizer"])
@@ -301,24 +369,51 @@ def _resume(out: Paths, ck: dict[str, Any], arch: dict[str, Any], model: nn.Modu
     except (KeyError, RuntimeError, ValueError) as exc:
         raise InputError(f"{out.latest}: cannot resume from this checkpoint ({str(exc).splitlines()[0]})") from None
     extra = ck.get("extra", {})
-    st = RunState(iteration=int(ck["iteration"]), best_score=float(extra.get("best_score", -math.inf)),
-                  best_iteration=int(extra.get("best_iteration", 0)), best_iou=extra.get("best_iou", {}),
-                  seconds=float(extra.get("seconds", 0.0)))
+    st = RunState(
+        iteration=int(ck["iteration"]),
+        best_score=float(extra.get("best_score", -math.inf)),
+        best_iteration=int(extra.get("best_iteration", 0)),
+        best_iou=extra.get("best_iou", {}),
+        seconds=float(extra.get("seconds", 0.0)),
+    )
     # Metrics past the checkpoint belong to the interrupted run's lost tail.
     if out.metrics.is_file():
-        keep = [ln for ln in out.metrics.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("iteration", 0) <= st.iteration]
+        keep = [
+            ln
+            for ln in out.metrics.read_text().splitlines()
+            if ln.strip() and json.loads(ln).get("iteration", 0) <= st.iteration
+        ]
         atomic_write_text(out.metrics, "".join(ln + "\n" for ln in keep))
     log.info("resuming from %s at iteration %d", out.latest, st.iteration)
     return st
 
 
-def _save(path: Path, model: nn.Module, arch: dict[str, Any], optimizer: Any, scheduler: Any, scaler: Any,
-          state: RunState, t0: float) -> None:
-    extra = {"best_score": state.best_score, "best_iteration": state.best_iteration, "best_iou": state.best_iou,
-             "seconds": state.seconds + time.perf_counter() - t0}
-    nets.save_checkpoint(path, model, arch, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                         iteration=state.iteration, extra=extra)
+def _save(
+    path: Path,
+    model: nn.Module,
+    arch: dict[str, Any],
+    optimizer: Any,
+    scheduler: Any,
+    scaler: Any,
+    state: RunState,
+    t0: float,
+) -> None:
+    extra = {
+        "best_score": state.best_score,
+        "best_iteration": state.best_iteration,
+        "best_iou": state.best_iou,
+        "seconds": state.seconds + time.perf_counter() - t0,
+    }
+    nets.save_checkpoint(
+        path,
+        model,
+        arch,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        iteration=state.iteration,
+        extra=extra,
+    )
 
 
 def _tensorboard(out: Paths, cfg: TrainConfig, start: int) -> Any:
@@ -333,20 +428,31 @@ def _tensorboard(out: Paths, cfg: TrainConfig, start: int) -> Any:
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, batches: Sequence[tuple[np.ndarray, ...]], device: torch.device,
-                    use_amp: bool, batch_size: int = 4) -> list[torch.Tensor]:
+def predict_batches(
+    model: nn.Module,
+    batches: Sequence[tuple[np.ndarray, ...]],
+    device: torch.device,
+    use_amp: bool,
+    batch_size: int = 4,
+) -> list[torch.Tensor]:
     """Logits (CPU, float32) of each (raw, target, mask) patch, in eval mode."""
     model.eval()
     outs = []
     for i in range(0, len(batches), batch_size):
-        x = torch.from_numpy(np.stack([b[0][None] for b in batches[i:i + batch_size]])).to(device)
+        x = torch.from_numpy(np.stack([b[0][None] for b in batches[i : i + batch_size]])).to(device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             outs.extend(model(x).float().cpu())
     return outs
 
 
-def _validate(model: nn.Module, batches: Sequence[tuple[np.ndarray, ...]], classes: Sequence[str],
-              device: torch.device, use_amp: bool, pos_weight: torch.Tensor | None) -> dict[str, Any]:
+def _validate(
+    model: nn.Module,
+    batches: Sequence[tuple[np.ndarray, ...]],
+    classes: Sequence[str],
+    device: torch.device,
+    use_amp: bool,
+    pos_weight: torch.Tensor | None,
+) -> dict[str, Any]:
     counts = np.zeros((len(classes), 3))
     losses = []
     pw = None if pos_weight is None else pos_weight.cpu()
@@ -356,15 +462,31 @@ def _validate(model: nn.Module, batches: Sequence[tuple[np.ndarray, ...]], class
         losses.append(float(masked_bce(logits[None], t, m, pw)))
     ious = iou_from_counts(counts)
     finite = [v for v in ious if v is not None]
-    return {"val_loss": float(np.mean(losses)) if losses else 0.0,
-            "val_iou": dict(zip(classes, ious, strict=True)),
-            "val_mean_iou": float(np.mean(finite)) if finite else None}
+    return {
+        "val_loss": float(np.mean(losses)) if losses else 0.0,
+        "val_iou": dict(zip(classes, ious, strict=True)),
+        "val_mean_iou": float(np.mean(finite)) if finite else None,
+    }
 
 
-def _finish(cfg: TrainConfig, ds: Manifest, out: Paths, started: str, arch: dict[str, Any], model: nn.Module,
-            state: RunState, elapsed: float, val_batches: list, train_crops: Sequence[CropSource],
-            val_crops: Sequence[CropSource], index: Sequence[data.ClassIndex], split_path: Path,
-            device: torch.device, use_amp: bool, args: list[str] | None) -> Manifest:
+def _finish(
+    cfg: TrainConfig,
+    ds: Manifest,
+    out: Paths,
+    started: str,
+    arch: dict[str, Any],
+    model: nn.Module,
+    state: RunState,
+    elapsed: float,
+    val_batches: list,
+    train_crops: Sequence[CropSource],
+    val_crops: Sequence[CropSource],
+    index: Sequence[data.ClassIndex],
+    split_path: Path,
+    device: torch.device,
+    use_amp: bool,
+    args: list[str] | None,
+) -> Manifest:
     from csc_trainer import report
 
     classes = cfg.class_list
@@ -387,7 +509,9 @@ def _finish(cfg: TrainConfig, ds: Manifest, out: Paths, started: str, arch: dict
         "name": cfg.name or out.dir.name,
         "architecture": {**arch, "parameters": int(params)},
         "input": {
-            "channels": 1, "patch_shape": list(cfg.patch), "voxel_size": list(cfg.voxel),
+            "channels": 1,
+            "patch_shape": list(cfg.patch),
+            "voxel_size": list(cfg.voxel),
             "normalization": {"scale": train_crops[0].em_scale, "offset": 0.0},
         },
         "classes": classes,
@@ -405,7 +529,8 @@ def _finish(cfg: TrainConfig, ds: Manifest, out: Paths, started: str, arch: dict
             "best_iteration": state.best_iteration,
             "best_validation_iou": state.best_iou,
             "best_validation_mean_iou": state.best_score if state.best_score > -math.inf else None,
-            "device": str(device), "amp": use_amp,
+            "device": str(device),
+            "amp": use_amp,
             "train_crops": [c.crop_id for c in train_crops],
             "validate_crops": [c.crop_id for c in val_crops],
             "positive_fraction": {c.name: c.fraction for c in index},
@@ -420,8 +545,15 @@ def _finish(cfg: TrainConfig, ds: Manifest, out: Paths, started: str, arch: dict
     manifest = new_manifest("model", "trainer", started, inputs=[ds.ref(out.manifest)], args=args, **body)
     written = write_manifest(out.manifest, manifest)
     ious = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in state.best_iou.items())
-    log.info("trained %s: %d iterations in %.1f s (%.2f it/s) on %s; best iteration %d, validation IoU: %s",
-             body["name"], done_iters, state.seconds, body["training"]["iterations_per_second"], device,
-             state.best_iteration, ious)
+    log.info(
+        "trained %s: %d iterations in %.1f s (%.2f it/s) on %s; best iteration %d, validation IoU: %s",
+        body["name"],
+        done_iters,
+        state.seconds,
+        body["training"]["iterations_per_second"],
+        device,
+        state.best_iteration,
+        ious,
+    )
     log.info("wrote %s (checkpoint %s)", out.manifest, best.name)
     return written

@@ -85,8 +85,9 @@ class Selection:
     em: bool = True
 
     @classmethod
-    def parse(cls, *, datasets: str = "*", crops: str = "*", classes: str = "*",
-              kinds: str = DEFAULT_KINDS, em: bool = True) -> "Selection":
+    def parse(
+        cls, *, datasets: str = "*", crops: str = "*", classes: str = "*", kinds: str = DEFAULT_KINDS, em: bool = True
+    ) -> "Selection":
         def split(text: str) -> tuple[str, ...]:
             items = tuple(t.strip() for t in text.split(",") if t.strip())
             return items or ("*",)
@@ -117,9 +118,13 @@ class Selection:
     def apply(self, catalog: Catalog) -> list[Volume]:
         """The volumes this selection shows (EM only for datasets that keep a crop, or for ``-c test``)."""
         chosen = [
-            v for v in catalog.volumes
-            if v.kind != "em" and v.kind in self.kinds and self.wants_dataset(v.dataset)
-            and v.crop is not None and self.wants_crop(v.crop, test_crops=catalog.test_crops)
+            v
+            for v in catalog.volumes
+            if v.kind != "em"
+            and v.kind in self.kinds
+            and self.wants_dataset(v.dataset)
+            and v.crop is not None
+            and self.wants_crop(v.crop, test_crops=catalog.test_crops)
             and self.wants_class(v.name)
         ]
         # EM of every dataset holding a selected crop, even with no other layer (upstream: `-c test` shows the
@@ -128,12 +133,16 @@ class Selection:
         keep_ds |= {ds for c, ds in catalog.crop_datasets.items() if self.wants_crop(c, test_crops=catalog.test_crops)}
         if self.crops == ("*",):
             keep_ds |= {v.dataset for v in catalog.volumes if v.kind == "em"}
-        em = [v for v in catalog.volumes if v.kind == "em" and self.em
-              and v.dataset in keep_ds and self.wants_dataset(v.dataset)]
+        em = [
+            v
+            for v in catalog.volumes
+            if v.kind == "em" and self.em and v.dataset in keep_ds and self.wants_dataset(v.dataset)
+        ]
         return em + chosen
 
 
 # -- manifests ------------------------------------------------------------------
+
 
 def find_manifests(paths: Sequence[str | Path], data_dir: str | Path) -> list[Path]:
     """The manifests to read: those given (a folder stands for its standard ones), or those in ``data_dir``."""
@@ -176,8 +185,9 @@ def load_manifests(paths: Iterable[Path], *, follow_inputs: bool = True) -> list
                 continue
         seen[key] = m
         if follow_inputs:
-            todo += [m.resolve(inp["path"]) for inp in m.data.get("inputs", [])
-                     if str(inp.get("path", "")).endswith(".json")]
+            todo += [
+                m.resolve(inp["path"]) for inp in m.data.get("inputs", []) if str(inp.get("path", "")).endswith(".json")
+            ]
     return [m for m in seen.values() if m is not None and m.kind in VIEWABLE]
 
 
@@ -219,10 +229,17 @@ def _add_dataset(cat: Catalog, m: Manifest) -> None:
             if root is None:
                 raise InputError(f"{m.path}: crop {crop['id']} names dataset {crop['dataset']!r}, not in /datasets")
             levels = read_levels(root / c["path"])
-            cat.volumes.append(Volume(
-                crop["dataset"], "gt", int(crop["id"]), c["name"], c.get("kind") or class_kind(c["name"]), root,
-                tuple(Level(f"{c['path']}/{lv.path}", lv.geometry) for lv in levels),
-            ))
+            cat.volumes.append(
+                Volume(
+                    crop["dataset"],
+                    "gt",
+                    int(crop["id"]),
+                    c["name"],
+                    c.get("kind") or class_kind(c["name"]),
+                    root,
+                    tuple(Level(f"{c['path']}/{lv.path}", lv.geometry) for lv in levels),
+                )
+            )
     if m.data.get("truth"):
         _add_test_truth(cat, m.resolve(m["truth"]), m.path)
 
@@ -254,8 +271,9 @@ def _add_crop_arrays(cat: Catalog, grp: Any, source: Path, kind: str, where: str
             geom = array_geometry(arr, f"{where}/{crop_name}/{cls}")
             if geom is None:
                 raise InputError(f"{where}: {crop_name}/{cls} has no voxel_size attribute")
-            cat.volumes.append(Volume(dataset, kind, crop_id, cls, class_kind(cls), source,
-                                      (Level(f"{crop_name}/{cls}", geom),)))
+            cat.volumes.append(
+                Volume(dataset, kind, crop_id, cls, class_kind(cls), source, (Level(f"{crop_name}/{cls}", geom),))
+            )
 
 
 def _add_crop_volumes(cat: Catalog, m: Manifest, kind: str) -> None:
@@ -267,8 +285,18 @@ def _add_crop_volumes(cat: Catalog, m: Manifest, kind: str) -> None:
         cat.crop_datasets.setdefault(int(crop["id"]), crop["dataset"])
         for c in crop["classes"]:
             levels = _class_levels(root, c["path"], Geometry.from_json(c["geometry"]))
-            cat.volumes.append(Volume(crop["dataset"], kind, int(crop["id"]), c["name"],
-                                      c.get("kind") or class_kind(c["name"]), root, levels, scale))
+            cat.volumes.append(
+                Volume(
+                    crop["dataset"],
+                    kind,
+                    int(crop["id"]),
+                    c["name"],
+                    c.get("kind") or class_kind(c["name"]),
+                    root,
+                    levels,
+                    scale,
+                )
+            )
 
 
 def _class_levels(root: Path, path: str, fallback: Geometry) -> tuple[Level, ...]:
@@ -290,8 +318,14 @@ def _class_levels(root: Path, path: str, fallback: Geometry) -> tuple[Level, ...
 def _add_submission(cat: Catalog, m: Manifest) -> None:
     """A submission zip: read its arrays' own voxel_size/translation attrs, as the evaluator does."""
     zpath = m.resolve(m["zip"]["path"])
-    _add_crop_arrays(cat, open_zip_group(zpath), zpath, "submission", str(zpath),
-                     "belongs to no known dataset (give the dataset manifest too)")
+    _add_crop_arrays(
+        cat,
+        open_zip_group(zpath),
+        zpath,
+        "submission",
+        str(zpath),
+        "belongs to no known dataset (give the dataset manifest too)",
+    )
 
 
 def _crop_id(name: str) -> int | None:
@@ -299,6 +333,7 @@ def _crop_id(name: str) -> int | None:
 
 
 # -- array access ---------------------------------------------------------------
+
 
 def open_zip_group(path: Path) -> zarr.Group:
     """A read-only zarr v2 group inside a zip (the submission format)."""

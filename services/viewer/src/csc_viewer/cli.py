@@ -53,8 +53,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def run(cfg: Config) -> list[Path]:
     """Do what ``cfg`` asks; returns the pictures written (empty when serving)."""
-    selection = Selection.parse(datasets=cfg.datasets, crops=cfg.crops, classes=cfg.classes, kinds=cfg.kinds,
-                                em=cfg.em)
+    selection = Selection.parse(datasets=cfg.datasets, crops=cfg.crops, classes=cfg.classes, kinds=cfg.kinds, em=cfg.em)
     size = parse_size(cfg.size)
     if not 0 <= cfg.port <= 65535:
         raise InputError(f"--port {cfg.port}: expected 0..65535")
@@ -66,8 +65,10 @@ def run(cfg: Config) -> list[Path]:
     catalog = build_catalog(load_manifests(find_manifests(cfg.manifest, cfg.data)))
     volumes = selection.apply(catalog)
     if not volumes:
-        raise InputError(f"nothing to show: no volume matches -d {cfg.datasets} -c {cfg.crops} -C {cfg.classes} "
-                         f"-k {cfg.kinds} (datasets found: {', '.join(catalog.datasets()) or 'none'})")
+        raise InputError(
+            f"nothing to show: no volume matches -d {cfg.datasets} -c {cfg.crops} -C {cfg.classes} "
+            f"-k {cfg.kinds} (datasets found: {', '.join(catalog.datasets()) or 'none'})"
+        )
     if cfg.montage:
         written += _montages(volumes, Path(cfg.montage))
     if cfg.screenshot:
@@ -136,8 +137,9 @@ def _screenshots(cfg: Config, volumes: list, size: tuple[int, int]) -> list[Path
         written = []
         for view, viewer in zip(views, served.viewers, strict=True):
             path = out if len(views) == 1 else out.with_name(f"{out.stem}-{view.dataset}{out.suffix or '.png'}")
-            ng.screenshot(viewer, path, size=size, chromium=cfg.chromium, chromedriver=cfg.chromedriver,
-                          timeout=cfg.timeout)
+            ng.screenshot(
+                viewer, path, size=size, chromium=cfg.chromium, chromedriver=cfg.chromedriver, timeout=cfg.timeout
+            )
             log.info("screenshot %s (crop%s, %d layers): %s", view.dataset, view.focus_crop, len(view.layers), path)
             written.append(path)
         return written
@@ -155,8 +157,11 @@ def _serve(cfg: Config, volumes: list) -> None:
             for view, url, viewer in zip(views, served.urls(), served.viewers, strict=True):
                 log.info("%s: %d layers, opens on crop%s", view.dataset, len(view.layers), view.focus_crop)
                 if cfg.bind_address in ("0.0.0.0", "::"):  # the URL names this host; a container's is unreachable
-                    log.info("%s: from this machine, or the host of a container publishing the port: %s",
-                             view.dataset, ng.local_url(viewer).replace("127.0.0.1", "localhost"))
+                    log.info(
+                        "%s: from this machine, or the host of a container publishing the port: %s",
+                        view.dataset,
+                        ng.local_url(viewer).replace("127.0.0.1", "localhost"),
+                    )
                 print(f"{view.dataset}\t{url}", flush=True)
             if not cfg.wait:
                 return

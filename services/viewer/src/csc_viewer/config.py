@@ -15,44 +15,80 @@ class Config:
     --bind-address:--port, prints one URL per dataset and blocks until interrupted.
     """
 
-    manifest: list[str] = field(default_factory=list, metadata={
-        "args": ["-m", "--manifest"], "nargs": "*", "metavar": "M.json",
-        "help": "manifests to show (dataset, predictions, processed, submission, scores); their inputs are "
-                "followed, so processed.json alone also finds the EM. Default: the standard ones in --data"})
-    data: str = field(default="data", metadata={"help": "folder searched for dataset.json, predictions.json, ... "
-                                                        "when no --manifest is given"})
-    datasets: str = field(default="*", metadata={"args": ["-d", "--datasets"],
-                                                 "help": "comma list of dataset names; globs (*) allowed"})
-    crops: str = field(default="*", metadata={"args": ["-c", "--crops"],
-                                              "help": "comma list of crop ids (557 or crop557), globs, 'test', "
-                                                      "'train' or 'all'"})
-    classes: str = field(default="*", metadata={"args": ["-C", "--classes"],
-                                                "help": "comma list of class names; globs allowed"})
-    kinds: str = field(default=DEFAULT_KINDS, metadata={"args": ["-k", "--kinds"],
-                                                        "help": "comma list among em, gt, predictions, processed, "
-                                                                "submission (or *); the EM is always shown, as in "
-                                                                "the original, unless --no-em"})
+    manifest: list[str] = field(
+        default_factory=list,
+        metadata={
+            "args": ["-m", "--manifest"],
+            "nargs": "*",
+            "metavar": "M.json",
+            "help": "manifests to show (dataset, predictions, processed, submission, scores); their inputs are "
+            "followed, so processed.json alone also finds the EM. Default: the standard ones in --data",
+        },
+    )
+    data: str = field(
+        default="data",
+        metadata={"help": "folder searched for dataset.json, predictions.json, ... when no --manifest is given"},
+    )
+    datasets: str = field(
+        default="*", metadata={"args": ["-d", "--datasets"], "help": "comma list of dataset names; globs (*) allowed"}
+    )
+    crops: str = field(
+        default="*",
+        metadata={
+            "args": ["-c", "--crops"],
+            "help": "comma list of crop ids (557 or crop557), globs, 'test', 'train' or 'all'",
+        },
+    )
+    classes: str = field(
+        default="*", metadata={"args": ["-C", "--classes"], "help": "comma list of class names; globs allowed"}
+    )
+    kinds: str = field(
+        default=DEFAULT_KINDS,
+        metadata={
+            "args": ["-k", "--kinds"],
+            "help": "comma list among em, gt, predictions, processed, "
+            "submission (or *); the EM is always shown, as in "
+            "the original, unless --no-em",
+        },
+    )
     em: bool = field(default=True, metadata={"help": "--no-em: do not show the EM"})
-    focus: Optional[int] = field(default=None, metadata={"help": "crop id the view opens on (default: the "
-                                                                 "smallest selected id of each dataset)"})
-    bind_address: str = field(default="127.0.0.1", metadata={"help": "address the viewer server listens on "
-                                                                     "(0.0.0.0 inside a container)"})
+    focus: Optional[int] = field(
+        default=None, metadata={"help": "crop id the view opens on (default: the smallest selected id of each dataset)"}
+    )
+    bind_address: str = field(
+        default="127.0.0.1", metadata={"help": "address the viewer server listens on (0.0.0.0 inside a container)"}
+    )
     port: int = field(default=0, metadata={"help": "port of the viewer server (0: any free port)"})
     layout: Literal["4panel", "4panel-alt", "xy", "xz", "yz", "3d", "xy-3d", "xz-3d", "yz-3d"] = field(
-        default="4panel", metadata={"help": "neuroglancer layout of the view and the screenshot"})
-    wait: bool = field(default=True, metadata={"help": "--no-wait: print the URL(s) and return at once "
-                                                       "(the server stops with the process)"})
-    screenshot: Optional[str] = field(default=None, metadata={
-        "metavar": "OUT.png", "help": "render the view headless (chromium) to this PNG, one per dataset "
-                                      "(OUT-<dataset>.png when several), and exit"})
+        default="4panel", metadata={"help": "neuroglancer layout of the view and the screenshot"}
+    )
+    wait: bool = field(
+        default=True,
+        metadata={"help": "--no-wait: print the URL(s) and return at once (the server stops with the process)"},
+    )
+    screenshot: Optional[str] = field(
+        default=None,
+        metadata={
+            "metavar": "OUT.png",
+            "help": "render the view headless (chromium) to this PNG, one per dataset "
+            "(OUT-<dataset>.png when several), and exit",
+        },
+    )
     size: str = field(default="1024x768", metadata={"help": "screenshot size WIDTHxHEIGHT in pixels"})
-    montage: Optional[str] = field(default=None, metadata={
-        "metavar": "OUT.png", "help": "write a browser-free PNG of orthogonal slices per crop and exit; several crops: "
-                                      "OUT-crop<N>.png each plus OUT.png stacking them (or put {crop} in the name)"})
-    scores: Optional[str] = field(default=None, metadata={"metavar": "scores.json",
-                                                          "help": "scores manifest for --chart"})
-    chart: Optional[str] = field(default=None, metadata={"metavar": "OUT.png",
-                                                         "help": "write a bar chart of per-class scores and exit"})
+    montage: Optional[str] = field(
+        default=None,
+        metadata={
+            "metavar": "OUT.png",
+            "help": "write a browser-free PNG of orthogonal slices per crop and exit; several crops: "
+            "OUT-crop<N>.png each plus OUT.png stacking them (or put {crop} in the name)",
+        },
+    )
+    scores: Optional[str] = field(
+        default=None, metadata={"metavar": "scores.json", "help": "scores manifest for --chart"}
+    )
+    chart: Optional[str] = field(
+        default=None, metadata={"metavar": "OUT.png", "help": "write a bar chart of per-class scores and exit"}
+    )
     chromium: str = field(default="/usr/bin/chromium", metadata={"help": "browser binary for --screenshot"})
     chromedriver: str = field(default="/usr/bin/chromedriver", metadata={"help": "driver binary for --screenshot"})
     timeout: float = field(default=120.0, metadata={"help": "seconds to wait for the headless browser's picture"})

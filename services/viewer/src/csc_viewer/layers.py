@@ -44,8 +44,18 @@ PALETTE: tuple[str, ...] = (
     "#808000", "#ffd8b1", "#000075", "#ffffff",
 )  # fmt: skip
 # Preferred colours of the classes the demo data uses, so they stay distinct from each other.
-_PREFERRED = {"mito": "#e6194b", "nuc": "#4363d8", "ves": "#3cb44b", "ecs": "#ffe119", "cyto": "#f58231",
-              "er": "#911eb4", "cell": "#46f0f0", "ld": "#f032e6", "lyso": "#bcf60c", "endo": "#008080"}
+_PREFERRED = {
+    "mito": "#e6194b",
+    "nuc": "#4363d8",
+    "ves": "#3cb44b",
+    "ecs": "#ffe119",
+    "cyto": "#f58231",
+    "er": "#911eb4",
+    "cell": "#46f0f0",
+    "ld": "#f032e6",
+    "lyso": "#bcf60c",
+    "endo": "#008080",
+}
 
 
 def class_color(name: str) -> str:
@@ -147,8 +157,9 @@ def layer_for(volume: Volume, *, visible: bool, em_voxel_size: Sequence[float] |
         return LayerSpec("fibsem", "image", "em", volume, level, True, "#ffffff", None)
     level = volume.levels[0]
     if volume.kind == "predictions":
-        return LayerSpec(layer_name(volume), "image", "probability", volume, level, visible, color,
-                         probability_shader(color))
+        return LayerSpec(
+            layer_name(volume), "image", "probability", volume, level, visible, color, probability_shader(color)
+        )
     if volume.class_kind == "instance":
         return LayerSpec(layer_name(volume), "segmentation", "labels", volume, level, visible, color, None)
     return LayerSpec(layer_name(volume), "image", "mask", volume, level, visible, color, mask_shader(color))
@@ -170,8 +181,13 @@ def crop_box(volumes: Sequence[Volume]) -> Box:
     return box
 
 
-def build_views(volumes: Sequence[Volume], *, viewport: tuple[int, int] = (1024, 768),
-                focus_crop: int | None = None, layout: str = "4panel") -> list[ViewSpec]:
+def build_views(
+    volumes: Sequence[Volume],
+    *,
+    viewport: tuple[int, int] = (1024, 768),
+    focus_crop: int | None = None,
+    layout: str = "4panel",
+) -> list[ViewSpec]:
     """One ViewSpec per dataset among ``volumes`` (EM first, then by crop id, pipeline kind, class name).
 
     The view opens on ``focus_crop`` (default: the smallest crop id shown in
@@ -185,8 +201,7 @@ def build_views(volumes: Sequence[Volume], *, viewport: tuple[int, int] = (1024,
         em = [v for v in vols if v.kind == "em"]
         crops = sorted({v.crop for v in vols if v.crop is not None})
         focus = focus_crop if focus_crop in crops else (crops[0] if crops else None)
-        crop_vols = sorted((v for v in vols if v.crop is not None),
-                           key=lambda v: (v.crop, KINDS.index(v.kind), v.name))
+        crop_vols = sorted((v for v in vols if v.crop is not None), key=lambda v: (v.crop, KINDS.index(v.kind), v.name))
         finest = _finest(crop_vols) if crop_vols else None
         focus_vols = [v for v in crop_vols if v.crop == focus]
         show_kind = next((k for k in VISIBLE_PREFERENCE if any(v.kind == k for v in focus_vols)), None)
@@ -194,15 +209,17 @@ def build_views(volumes: Sequence[Volume], *, viewport: tuple[int, int] = (1024,
         layers += [layer_for(v, visible=(v.crop == focus and v.kind == show_kind)) for v in crop_vols]
         scales = finest if finest is not None else layers[0].voxel_size
         box = crop_box(focus_vols) if focus_vols else layers[0].level.geometry.box
-        views.append(ViewSpec(
-            dataset=dataset,
-            layers=tuple(layers),
-            scales=tuple(float(s) for s in scales),  # type: ignore[arg-type]
-            focus_crop=focus,
-            box=box,
-            position=_centre(box, scales),
-            cross_section_scale=_fit_scale(box, scales, viewport, layout),
-        ))
+        views.append(
+            ViewSpec(
+                dataset=dataset,
+                layers=tuple(layers),
+                scales=tuple(float(s) for s in scales),  # type: ignore[arg-type]
+                focus_crop=focus,
+                box=box,
+                position=_centre(box, scales),
+                cross_section_scale=_fit_scale(box, scales, viewport, layout),
+            )
+        )
     return views
 
 

@@ -31,8 +31,13 @@ from csc_viewer.layers import class_color, crop_box, hex_to_rgb
 log = logging.getLogger("csc.viewer")
 
 COLUMN_ORDER = ("em", "gt", "predictions", "processed", "submission")
-COLUMN_TITLES = {"em": "EM", "gt": "truth", "predictions": "predictions", "processed": "processed",
-                 "submission": "submission"}
+COLUMN_TITLES = {
+    "em": "EM",
+    "gt": "truth",
+    "predictions": "predictions",
+    "processed": "processed",
+    "submission": "submission",
+}
 # (normal axis, plane name, (vertical axis, horizontal axis))
 ORIENTATIONS = ((0, "xy", (1, 2)), (1, "xz", (0, 2)), (2, "yz", (0, 1)))
 MAX_SIDE = 512  # reference grids are coarsened to at most this many voxels per side
@@ -51,6 +56,7 @@ class ClassSlice:
 
 
 # -- pure picture composition -----------------------------------------------------
+
 
 def normalize_em(em: np.ndarray) -> np.ndarray:
     """EM to [0, 1] with a 1-99 percentile stretch (flat input -> mid grey)."""
@@ -119,6 +125,7 @@ def slice_grid(ref: Geometry, axis: int) -> Geometry:
 
 # -- reading --------------------------------------------------------------------
 
+
 def _read_plane(volume: Volume, target: Geometry, axis: int) -> np.ndarray:
     if volume.kind == "em":
         level = choose_level(volume.levels, target.voxel_size)
@@ -162,10 +169,15 @@ def crop_montage(crop_volumes: Sequence[Volume], em: Volume | None, out: Path, *
         box = target.box
         extent = (box.start[ha], box.stop[ha], box.stop[va], box.start[va])
         for col, kind in enumerate(columns):
-            classes = [] if kind == "em" else [
-                ClassSlice(v.name, _read_plane(v, target, axis), _role(v))
-                for v in sorted(crop_volumes, key=lambda v: v.name) if v.kind == kind
-            ]
+            classes = (
+                []
+                if kind == "em"
+                else [
+                    ClassSlice(v.name, _read_plane(v, target, axis), _role(v))
+                    for v in sorted(crop_volumes, key=lambda v: v.name)
+                    if v.kind == kind
+                ]
+            )
             ax = axes[row][col]
             ax.imshow(compose(em_plane, classes, plane_shape), extent=extent, interpolation="nearest")
             ax.set_xticks([])
@@ -234,7 +246,10 @@ def stack_pngs(parts: Sequence[Path], out: Path, *, max_parts: int = 24) -> Path
 
 # -- scores chart -----------------------------------------------------------------
 
-def score_rows(label_scores: dict[str, dict[str, float]], instance: set[str] | frozenset[str]) -> list[tuple[str, float, bool]]:
+
+def score_rows(
+    label_scores: dict[str, dict[str, float]], instance: set[str] | frozenset[str]
+) -> list[tuple[str, float, bool]]:
     """(label, combined score, is instance) per label, in the given order; missing/None scores count as 0."""
     rows = []
     for label, vals in label_scores.items():
@@ -261,15 +276,23 @@ def scores_chart(scores: dict, out: Path, *, title: str = "", dpi: int = 100) ->
         raise InputError("scores: /label_scores is empty; nothing to chart")
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows) + 2) + 2.0, 4.2))
     x = np.arange(len(rows))
-    bars = ax.bar(x, [r[1] for r in rows], color=[INSTANCE_COLOR if r[2] else SEMANTIC_COLOR for r in rows],
-                  edgecolor="black", linewidth=0.5)
+    bars = ax.bar(
+        x,
+        [r[1] for r in rows],
+        color=[INSTANCE_COLOR if r[2] else SEMANTIC_COLOR for r in rows],
+        edgecolor="black",
+        linewidth=0.5,
+    )
     ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     ax.set_xticks(x, [r[0] for r in rows], rotation=60, ha="right", fontsize=9)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("combined score")
     handles: list = [Patch(color=INSTANCE_COLOR, label="instance"), Patch(color=SEMANTIC_COLOR, label="semantic")]
-    for key, style, label in (("overall_score", "-", "overall"), ("overall_instance_score", "--", "instance mean"),
-                              ("overall_semantic_score", ":", "semantic mean")):
+    for key, style, label in (
+        ("overall_score", "-", "overall"),
+        ("overall_instance_score", "--", "instance mean"),
+        ("overall_semantic_score", ":", "semantic mean"),
+    ):
         val = scores.get(key)
         if val is not None and math.isfinite(float(val)):
             ax.axhline(float(val), color="black", linestyle=style, linewidth=1)

@@ -78,7 +78,9 @@ def make_layer(spec: LayerSpec) -> Any:
     data = ServedArray(arr, spec.role, scale=spec.volume.scale)
     dims = _coordinate_space(spec.voxel_size)
     volume = neuroglancer.LocalVolume(
-        data, dimensions=dims, volume_type="segmentation" if spec.layer_type == "segmentation" else "image",
+        data,
+        dimensions=dims,
+        volume_type="segmentation" if spec.layer_type == "segmentation" else "image",
     )
     offset = spec.voxel_offset
     transform = neuroglancer.CoordinateSpaceTransform(
@@ -149,8 +151,9 @@ class Served:
         return [v.get_viewer_url() for v in self.viewers]
 
 
-def serve(views: Sequence[ViewSpec], *, bind_address: str, port: int, layout: str = "4panel",
-          clean: bool = False) -> Served:
+def serve(
+    views: Sequence[ViewSpec], *, bind_address: str, port: int, layout: str = "4panel", clean: bool = False
+) -> Served:
     """Start the server and one viewer per view; returns them (the server runs in a daemon thread)."""
     import neuroglancer
 
@@ -200,8 +203,10 @@ def _browser(viewer: Any, *, chromium: str, chromedriver: str, size: tuple[int, 
         try:
             driver = _Driver(viewer, headless=True, print_logs=False)
         except Exception as exc:  # noqa: BLE001 - selenium raises many types; one line for the user
-            raise StageFailed(f"cannot start headless chromium ({chromium}, {chromedriver}): "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise StageFailed(
+                f"cannot start headless chromium ({chromium}, {chromedriver}): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
         try:
             yield driver
         finally:
@@ -210,8 +215,9 @@ def _browser(viewer: Any, *, chromium: str, chromedriver: str, size: tuple[int, 
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def screenshot(viewer: Any, out: Path, *, size: tuple[int, int], chromium: str, chromedriver: str,
-               timeout: float = 90.0) -> Path:
+def screenshot(
+    viewer: Any, out: Path, *, size: tuple[int, int], chromium: str, chromedriver: str, timeout: float = 90.0
+) -> Path:
     """Render ``viewer`` headless once all visible data has loaded, and save the PNG to ``out``."""
     with _browser(viewer, chromium=chromium, chromedriver=chromedriver, size=size):
         image = _capture(viewer, size=size, timeout=timeout)
