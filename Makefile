@@ -120,6 +120,7 @@ demo: $(STAGE_DEPS) ## the whole pipeline on the embedded synthetic dataset, the
 # ---------------------------------------------------------------- checks
 lint: $(STAMP) ## ruff over every package and test
 	$(BIN)/ruff check services tests conftest.py
+	$(BIN)/ruff format --check services tests conftest.py
 
 test: $(STAMP) lint ## every test (ruff + pytest); .ci/run calls this
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \

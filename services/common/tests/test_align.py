@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 from csc_common import volumes
-from csc_common.align import (
+from csc_common.errors import GeometryError, InputError
+from csc_common.geometry import Geometry
+from csc_common.submission.align import (
     SourceGrid,
     align_array,
     centre_pad_crop,
@@ -11,8 +13,6 @@ from csc_common.align import (
     choose_non_ome_level,
     read_aligned,
 )
-from csc_common.errors import GeometryError, InputError
-from csc_common.geometry import Geometry
 
 
 def G(vs, tr, shape):

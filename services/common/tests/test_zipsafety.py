@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 from csc_common.errors import InputError
-from csc_common.zipsafety import ZIP, ZipLimits, ZipProblem, iter_zip_problems, zip_problems
+from csc_common.submission.zipsafety import ZIP, ZipLimits, ZipProblem, iter_zip_problems, zip_problems
 
 BIG = b"0" * 3_000_000  # > 1 MiB, deflates about 1000:1
 

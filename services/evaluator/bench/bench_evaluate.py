@@ -107,9 +107,10 @@ def make_data(root: Path, scale: float, seed: int = 0) -> dict:
 def reference_scores(root: Path) -> dict:
     """Single process, whole-volume operations, dense assignment: slow but obviously the rules."""
     import cc3d
-    from csc_common import align, volumes
+    from csc_common import volumes
     from csc_common.classes import INSTANCE_CLASSES
     from csc_common.crops import read_crop_manifest
+    from csc_common.submission import align
     from scipy import ndimage
     from scipy.optimize import linear_sum_assignment
 

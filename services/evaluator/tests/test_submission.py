@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 from csc_common.errors import SubmissionError
-from csc_common.zipsafety import ZipLimits
+from csc_common.submission.zipsafety import ZipLimits
 from csc_evaluator.constants import Constants
 from csc_evaluator.submission import match_crops, open_submission, submitted_classes
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from csc_common.crops import CropRow
 from csc_common.geometry import Geometry
+from csc_common.submission.zipsafety import ZipLimits
 from csc_common.volumes import create_array, open_group, write_multiscale
-from csc_common.zipsafety import ZipLimits
 from csc_packer.check import check_zip
 from csc_packer.cli import main
 from csc_packer.testmanifest import load_test_manifest

@@ -8,8 +8,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from csc_common.zipsafety import ZipLimits
-from csc_common.zipsafety import env_number as _env
+from csc_common.env import env_number as _env
+from csc_common.submission.zipsafety import ZipLimits
 
 _ZIP = ZipLimits()
 
@@ -25,7 +25,7 @@ class Constants:
     mcmf_cost_scale: int = 1_000_000  # MCMF_COST_SCALE
     max_distance_cap_eps: float = 1e-4  # MAX_DISTANCE_CAP_EPS (read for parity; unused by the rules, as upstream)
     # Zip-safety limits: defaults and env parsing (MAX_UNCOMPRESSED_SIZE, CSC_MAX_ZIP_MEMBERS,
-    # CSC_MAX_COMPRESSION_RATIO) belong to csc_common.zipsafety.ZipLimits, shared with csc-pack --check.
+    # CSC_MAX_COMPRESSION_RATIO) belong to csc_common.submission.zipsafety.ZipLimits, shared with csc-pack --check.
     max_uncompressed_size: int = _ZIP.max_uncompressed_size  # bytes
     max_zip_members: int = _ZIP.max_members
     max_compression_ratio: float = _ZIP.max_compression_ratio
@@ -48,7 +48,7 @@ class Constants:
 
     @property
     def zip_limits(self) -> ZipLimits:
-        """The zip-safety limits these constants carry, for ``csc_common.zipsafety``."""
+        """The zip-safety limits these constants carry, for ``csc_common.submission.zipsafety``."""
         return ZipLimits(self.max_uncompressed_size, self.max_zip_members, self.max_compression_ratio)
 
     def ratio_cutoff(self, n_gt: int) -> float:

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from csc_common import align, volumes
+from csc_common import volumes
 from csc_common.classes import INSTANCE_CLASSES
 from csc_common.crops import CropRow
 from csc_common.errors import GeometryError, InputError
 from csc_common.geometry import Geometry
 from csc_common.log import progress_bar
+from csc_common.submission import align
 
 from csc_evaluator import aggregate, scoring
 from csc_evaluator.constants import Constants

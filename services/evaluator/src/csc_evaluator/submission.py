@@ -2,7 +2,7 @@
 
 Forms (UPSTREAM.md §9.1): a zip; a directory holding exactly one zip; an
 unzipped zarr directory. A zip is checked completely *before* anything is
-written (``csc_common.zipsafety``: member count, total uncompressed size,
+written (``csc_common.submission.zipsafety``: member count, total uncompressed size,
 per-member compression ratio, symlinks and other special files, absolute
 paths, ``..`` escapes, duplicate names, encryption; refused on the first
 problem) and then extracted into a fresh temporary directory, never a cache
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csc_common.errors import SubmissionError
-from csc_common.zipsafety import iter_zip_problems
+from csc_common.submission.zipsafety import iter_zip_problems
 
 from csc_evaluator.constants import Constants
 

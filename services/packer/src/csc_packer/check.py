@@ -4,7 +4,7 @@ Works on any submission zip, hand-made ones too, without extracting it: the
 member list and the small JSON metadata files are read straight from the zip.
 Checks, in the evaluator's order (UPSTREAM.md §9.1, §8.3):
 
-* zip safety, the evaluator's own rules (``csc_common.zipsafety``): member
+* zip safety, the evaluator's own rules (``csc_common.submission.zipsafety``): member
   count, total uncompressed size (``MAX_UNCOMPRESSED_SIZE``, 50 GiB), per-member
   compression ratio, no symlinks or special files, no absolute, ``..`` or
   NUL/backslash names, nothing resolving to the extraction folder itself, no
@@ -35,12 +35,12 @@ from typing import Any, Literal
 
 import numcodecs
 import numpy as np
-from csc_common.align import SourceGrid, check_size_ratio, choose_non_ome_level
 from csc_common.crops import CropRow
 from csc_common.errors import CscError
 from csc_common.geometry import snap_offset
+from csc_common.submission.align import SourceGrid, check_size_ratio, choose_non_ome_level
+from csc_common.submission.zipsafety import ZipLimits, zip_problems
 from csc_common.volumes import choose_level, parse_multiscales
-from csc_common.zipsafety import ZipLimits, zip_problems
 
 Level = Literal["error", "missing", "warning"]
 

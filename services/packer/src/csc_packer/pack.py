@@ -2,7 +2,7 @@
 
 For every (crop, class) row of the test crop manifest, the processed volume
 of that crop and class is put on the row's grid by the challenge's own rule
-(`csc_common.align`, UPSTREAM.md §8.3: nearest for instance classes, linear
+(`csc_common.submission.align`, UPSTREAM.md §8.3: nearest for instance classes, linear
 then > 0.5 for semantic ones, translation snapped) and written as the Zarr-2
 array ``crop<N>/<class>`` with ``voxel_size``, ``translation`` and ``shape``
 attrs; masks are uint8 0/1 and instance ids stay uint32/uint64. The zarr is
@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from csc_common.align import read_aligned
 from csc_common.classes import class_kind
 from csc_common.errors import StageFailed, SubmissionError
 from csc_common.log import progress
 from csc_common.manifest import Manifest, artifact, new_manifest, now, relpath, write_manifest
+from csc_common.submission.align import read_aligned
 from csc_common.volumes import open_group
 
 from csc_packer.check import check_zip

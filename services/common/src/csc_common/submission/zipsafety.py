@@ -12,44 +12,21 @@ name, absolute (or drive-letter) path, ``..`` escape, resolving to the
 extraction folder itself, duplicate, compression ratio.
 """
 
-import math
-import os
 import posixpath
 import stat
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
-from csc_common.errors import InputError
+from csc_common.env import env_number
 
 GiB = 1024**3
 ZIP = "zip"
 """``ZipProblem.where`` of a problem of the whole zip rather than of one member."""
 RATIO_MIN_SIZE = 1 << 20
 """Members at most this large (bytes) are exempt from the ratio rule: tiny chunks compress absurdly well."""
-
-N = TypeVar("N", int, float)
-
-
-def env_number(name: str, default: N, cast: type[N]) -> N:
-    """A positive finite number from environment variable ``name``; ``default`` when unset or blank.
-
-    ``cast=int`` accepts ``"1e9"`` (parsed as a float, then truncated). Raises
-    ``InputError`` for a non-number, ``nan``/``inf`` or a value <= 0, so that a
-    typo never silently turns a limit off.
-    """
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = cast(float(raw)) if cast is int else cast(raw)
-    except ValueError:
-        raise InputError(f"environment variable {name}: not a number: {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"environment variable {name}: must be > 0, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,7 @@
+"""The challenge's submission rules, shared by the packer and the evaluator.
+
+``align`` puts a submitted array on a test row's grid (UPSTREAM.md §8.3) and
+``zipsafety`` judges a submission zip from its member list (§9.1). They live
+behind the ``csc-common[submission]`` extra because the resampling needs
+scikit-image, which no other stage image has to carry.
+"""
