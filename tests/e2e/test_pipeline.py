@@ -75,18 +75,33 @@ def pipeline(synthetic_data, tmp_path_factory):
     return data
 
 
+KINDS = {
+    "dataset.json": "dataset",
+    "models/tiny/model.json": "model",
+    "models/tiny/onnx-model.json": "onnx-model",
+    "predictions.json": "predictions",
+    "processed.json": "processed",
+    "submission.json": "submission",
+    "scores.json": "scores",
+}
+
+
 def test_every_stage_left_a_valid_manifest(pipeline):
-    kinds = {
-        "dataset.json": "dataset",
-        "models/tiny/model.json": "model",
-        "models/tiny/onnx-model.json": "onnx-model",
-        "predictions.json": "predictions",
-        "processed.json": "processed",
-        "submission.json": "submission",
-        "scores.json": "scores",
-    }
-    for rel, kind in kinds.items():
+    for rel, kind in KINDS.items():
         assert read_manifest(pipeline / rel, kind).kind == kind
+
+
+@pytest.mark.parametrize("rel", list(KINDS))
+def test_typed_views_round_trip_every_manifest_kind(pipeline, rel, tmp_path):
+    """load -> to_json gives back exactly the file a stage wrote, here and from another folder."""
+    from csc_common import views
+
+    path = pipeline / rel
+    view = views.load(path, views.VIEWS[KINDS[rel]])
+    assert view.to_json(path) == json.loads(path.read_text())
+    moved = views.save(view, tmp_path / "elsewhere" / path.name)  # paths re-relativised, same files
+    again = views.load(moved.path, type(view))
+    assert again.to_json(path) == view.to_json(path)
 
 
 def test_result_has_the_official_keys(pipeline):

@@ -60,3 +60,101 @@ def test_umbrella_lists_verbs(capsys):
     for verb in ("fetch-data", "train", "predict", "process", "pack-results", "evaluate", "visualize"):
         assert verb in out
     assert csc_main(["nope"]) == 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class Typed:
+    """Fields of every supported kind, one required, some with ranges."""
+
+    dataset: str = field(metadata={"help": "the dataset manifest"})
+    iterations: int = field(default=10, metadata={"min": 1})
+    rate: float = field(default=0.5, metadata={"gt": 0, "max": 1})
+    tta: bool = False
+    strict: bool = True
+    rules: Literal["challenge", "official"] = "challenge"
+    dims: Literal[2, 3] = 3
+    voxel_size: str = "8,8,8"
+
+
+def _file(tmp_path, text, name="c.yaml"):
+    f = tmp_path / name
+    f.write_text(text)
+    return str(f)
+
+
+def test_file_values_are_typed_like_flags(tmp_path):
+    cfg = parse_config(
+        Typed,
+        [
+            "--config",
+            _file(
+                tmp_path, "dataset: d.json\niterations: '7'\ntta: 'yes'\nstrict: no\ndims: 2\nvoxel_size: [4, 4, 8]\n"
+            ),
+        ],
+        "t",
+    )
+    assert (cfg.iterations, cfg.tta, cfg.strict, cfg.dims, cfg.voxel_size) == (7, True, False, 2, "4,4,8")
+    assert parse_config(Typed, ["--dataset", "x", "--config", _file(tmp_path, "tta: 'false'\n")], "t").tta is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("iterations: many\n", "c.yaml: iterations: 'many' is not an integer"),
+        ("iterations: 2.5\n", "c.yaml: iterations: 2.5 is not an integer"),
+        ("iterations: 0\n", "c.yaml: iterations: must be >= 1, got 0"),
+        ("tta: maybe\n", "c.yaml: tta: 'maybe' is not a boolean"),
+        ("rules: bogus\n", "c.yaml: rules: 'bogus' is not one of challenge, official"),
+        ("dims: 4\n", "c.yaml: dims: 4 is not one of 2, 3"),
+        ("rate: 0\n", "c.yaml: rate: must be > 0, got 0.0"),
+        ("rate: .nan\n", "c.yaml: rate: nan is not a finite number"),
+        ("dataset: [1, true]\n", "c.yaml: dataset: [1, true] is not a string"),
+    ],
+)
+def test_bad_file_values_name_file_field_and_value(tmp_path, text, message):
+    with pytest.raises(InputError) as err:
+        parse_config(Typed, ["--dataset", "d", "--config", _file(tmp_path, text)], "t")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_required_and_flag_ranges_and_usage_errors():
+    with pytest.raises(InputError, match=r"^--dataset is required \(the dataset manifest\)$"):
+        parse_config(Typed, [], "t")
+    with pytest.raises(InputError, match="^--iterations: must be >= 1, got 0$"):
+        parse_config(Typed, ["--dataset", "d", "--iterations", "0"], "t")
+    with pytest.raises(InputError, match=r"^--iterations: invalid int value: 'abc' \(see t --help\)$"):
+        parse_config(Typed, ["--dataset", "d", "--iterations", "abc"], "t")
+
+
+def test_required_field_may_come_from_the_file(tmp_path):
+    assert parse_config(Typed, ["--config", _file(tmp_path, '{"dataset": "f"}', "c.json")], "t").dataset == "f"
+
+
+def test_subcommand_takes_the_same_fields():
+    from csc_common.cli import parse_command
+
+    assert parse_command(Typed, ["--dataset", "a"], "t", {"finalize": "write the manifest"}) == (
+        None,
+        Typed(dataset="a"),
+    )
+    cmd, cfg = parse_command(Typed, ["finalize", "--dataset", "b", "--tta"], "t", {"finalize": "write the manifest"})
+    assert (cmd, cfg.dataset, cfg.tta) == ("finalize", "b", True)
+
+
+def test_list_vector_and_crop_id_parsers():
+    from csc_common.cli import parse_crop_ids, parse_floats, parse_list, parse_shape3, parse_vec3
+
+    assert parse_list(" a, ,b ") == ["a", "b"] and parse_list(None) == [] and parse_list(["x", 3]) == ["x", "3"]
+    assert parse_vec3("8", "--voxel-size") == (8.0, 8.0, 8.0) and parse_vec3([1, 2, 3], "v") == (1.0, 2.0, 3.0)
+    assert parse_shape3("1,64,64", "--patch") == (1, 64, 64) and parse_shape3(0, "--context", minimum=0) == (0, 0, 0)
+    assert parse_crop_ids("557, crop558,557") == [557, 558]
+    assert parse_floats("8,16", "--resolution", positive=True) == [8.0, 16.0]
+    for bad in (
+        lambda: parse_vec3("1,2", "v"),
+        lambda: parse_vec3("0", "v"),
+        lambda: parse_shape3("1.5", "s"),
+        lambda: parse_crop_ids("abc"),
+        lambda: parse_floats("8,x", "r"),
+    ):
+        with pytest.raises(InputError):
+            bad()

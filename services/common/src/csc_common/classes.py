@@ -2,7 +2,16 @@
 
 The order of ``TESTED_CLASSES`` is the order of the challenge's
 tested_classes.csv, which the original's examples use as channel order.
+
+This table is consulted once, when the fetcher writes the dataset manifest
+(``kinds_for``, with the user's override); every later stage reads the kind a
+manifest records for each class instead of looking a name up here.
 """
+
+from collections.abc import Iterable
+from typing import Literal
+
+ClassKind = Literal["instance", "semantic"]
 
 TESTED_CLASSES: tuple[str, ...] = (
     "ecs", "pm", "mito_mem", "mito_lum", "mito_ribo", "golgi_mem", "golgi_lum",
@@ -31,6 +40,19 @@ def is_instance(name: str, instance_classes: tuple[str, ...] | frozenset[str] = 
     return name in instance_classes
 
 
-def class_kind(name: str) -> str:
-    """``"instance"`` or ``"semantic"`` for a class name."""
-    return "instance" if is_instance(name) else "semantic"
+def class_kind(name: str, instance_classes: Iterable[str] | None = None) -> ClassKind:
+    """``"instance"`` or ``"semantic"`` for a class name (the challenge's list unless ``instance_classes``)."""
+    return (
+        "instance" if name in (INSTANCE_CLASSES if instance_classes is None else set(instance_classes)) else "semantic"
+    )
+
+
+def kinds_for(names: Iterable[str], instance_classes: Iterable[str] | None = None) -> dict[str, ClassKind]:
+    """The kind of each class: the challenge's table, or exactly ``instance_classes`` when given (the override)."""
+    chosen = None if instance_classes is None else set(instance_classes)
+    return {n: class_kind(n, chosen) for n in names}
+
+
+def is_known(name: str) -> bool:
+    """A class of the challenge's table (tested classes, or the original code's instance names)."""
+    return name in TESTED_CLASSES or name in INSTANCE_CLASSES

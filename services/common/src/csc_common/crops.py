@@ -66,9 +66,9 @@ def parse_crop_manifest(text: str, source: str = "<crop manifest>") -> list[Crop
             raise InputError(f"{where}: crop_name must be an integer id, got {rec[0]!r}") from None
         try:
             geom = Geometry(
-                tuple(_vector(rec[3], where + " voxel_size")),  # type: ignore[arg-type]
-                tuple(_vector(rec[4], where + " translation")),  # type: ignore[arg-type]
-                tuple(int(v) for v in _vector(rec[5], where + " shape")),  # type: ignore[arg-type]
+                _vector(rec[3], where + " voxel_size"),
+                _vector(rec[4], where + " translation"),
+                _vector(rec[5], where + " shape"),
             )
         except GeometryError as exc:
             raise InputError(f"{where}: {exc}") from None

@@ -10,7 +10,7 @@ boxes. Conventions (OME-NGFF 0.4, as the CellMap bucket uses them):
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,73 +20,143 @@ from csc_common.errors import GeometryError
 
 Vec3 = tuple[float, float, float]
 Shape3 = tuple[int, int, int]
+Slices3 = tuple[slice, slice, slice]
 
 # Tolerance for "this float is really an integer voxel index" decisions.
 _EPS = 1e-6
 
 
-def _vec3(values: Sequence[float], what: str) -> Vec3:
-    vals = tuple(float(v) for v in values)
+def vec3(values: Iterable[float], what: str = "vector") -> Vec3:
+    """Three finite floats (z, y, x); GeometryError naming ``what`` otherwise."""
+    vals = [float(v) for v in values]
     if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
-        raise GeometryError(f"{what} must be 3 finite numbers (z, y, x), got {list(values)!r}")
-    return vals  # type: ignore[return-value]
+        raise GeometryError(f"{what} must be 3 finite numbers (z, y, x), got {vals!r}")
+    return vals[0], vals[1], vals[2]
 
 
-@dataclass(frozen=True)
+def shape3(values: Iterable[float], what: str = "shape") -> Shape3:
+    """Three non-negative integers (z, y, x); integral floats (8.0) are accepted."""
+    raw = list(values)
+
+    def ok(v: float) -> bool:
+        return not isinstance(v, bool) and math.isfinite(float(v)) and float(v) == int(v) and int(v) >= 0
+
+    if len(raw) != 3 or not all(ok(v) for v in raw):
+        raise GeometryError(f"{what} must be 3 non-negative integers (z, y, x), got {raw!r}")
+    return int(raw[0]), int(raw[1]), int(raw[2])
+
+
+def int3(values: Iterable[float]) -> Shape3:
+    """Three integers (z, y, x), signed (voxel offsets, indices)."""
+    raw = [int(v) for v in values]
+    if len(raw) != 3:
+        raise GeometryError(f"expected 3 integers (z, y, x), got {raw!r}")
+    return raw[0], raw[1], raw[2]
+
+
+def slices3(starts: Iterable[int], stops: Iterable[int]) -> Slices3:
+    """``(slice(z0, z1), slice(y0, y1), slice(x0, x1))`` from per-axis starts and stops."""
+    a, b = [int(v) for v in starts], [int(v) for v in stops]
+    if len(a) != 3 or len(b) != 3:
+        raise GeometryError(f"expected 3 starts and 3 stops, got {a!r} and {b!r}")
+    return slice(a[0], b[0]), slice(a[1], b[1]), slice(a[2], b[2])
+
+
+def covering_shape(size_nm: Sequence[float], voxel_size: Sequence[float]) -> Shape3:
+    """Voxels per axis needed to cover ``size_nm``: ``ceil(size / voxel_size)``, at least 1.
+
+    The one rule for "box -> voxel grid" (the predictor's output grid, the
+    trainer's crop grid, the viewer's reference grid). A size within 1e-6
+    voxels of an integer is that integer, so float noise never adds a voxel.
+    """
+    s, v = vec3(size_nm, "size"), vec3(voxel_size, "voxel_size")
+    n = [max(1, math.ceil(a / b - _EPS)) for a, b in zip(s, v, strict=True)]
+    return n[0], n[1], n[2]
+
+
+@dataclass(frozen=True, init=False)
 class Box:
     """An axis-aligned world box ``[start, stop)`` in nm (zyx)."""
 
     start: Vec3
     stop: Vec3
 
+    def __init__(self, start: Iterable[float], stop: Iterable[float]) -> None:
+        object.__setattr__(self, "start", vec3(start, "box start"))
+        object.__setattr__(self, "stop", vec3(stop, "box stop"))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Box":
+        try:
+            return cls(data["start"], data["stop"])
+        except KeyError as exc:
+            raise GeometryError(f"box lacks field {exc.args[0]!r}") from None
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"start": list(self.start), "stop": list(self.stop)}
+
     @property
     def size(self) -> Vec3:
-        return tuple(b - a for a, b in zip(self.start, self.stop))  # type: ignore[return-value]
+        return vec3(b - a for a, b in zip(self.start, self.stop, strict=True))
 
     def is_empty(self) -> bool:
-        return any(b <= a for a, b in zip(self.start, self.stop))
+        return any(b <= a for a, b in zip(self.start, self.stop, strict=True))
 
     def intersect(self, other: "Box") -> "Box | None":
         """Overlap of two boxes, or None where they do not overlap."""
-        start = tuple(max(a, b) for a, b in zip(self.start, other.start))
-        stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop))
-        box = Box(start, stop)  # type: ignore[arg-type]
+        start = (max(a, b) for a, b in zip(self.start, other.start, strict=True))
+        stop = (min(a, b) for a, b in zip(self.stop, other.stop, strict=True))
+        box = Box(start, stop)
         return None if box.is_empty() else box
 
     def grow(self, margin_nm: Sequence[float]) -> "Box":
         """This box widened by ``margin_nm`` on every side."""
-        m = _vec3(margin_nm, "margin")
+        m = vec3(margin_nm, "margin")
         return Box(
-            tuple(a - d for a, d in zip(self.start, m)),  # type: ignore[arg-type]
-            tuple(b + d for b, d in zip(self.stop, m)),  # type: ignore[arg-type]
+            (a - d for a, d in zip(self.start, m, strict=True)), (b + d for b, d in zip(self.stop, m, strict=True))
         )
 
     def union(self, other: "Box") -> "Box":
         return Box(
-            tuple(min(a, b) for a, b in zip(self.start, other.start)),  # type: ignore[arg-type]
-            tuple(max(a, b) for a, b in zip(self.stop, other.stop)),  # type: ignore[arg-type]
+            (min(a, b) for a, b in zip(self.start, other.start, strict=True)),
+            (max(a, b) for a, b in zip(self.stop, other.stop, strict=True)),
         )
 
+    @staticmethod
+    def union_all(boxes: Iterable["Box"]) -> "Box":
+        """The smallest box covering every box of ``boxes`` (GeometryError when there is none)."""
+        it = iter(boxes)
+        out = next(it, None)
+        if out is None:
+            raise GeometryError("no boxes to unite")
+        for b in it:
+            out = out.union(b)
+        return out
 
-@dataclass(frozen=True)
+    def covering_grid(self, voxel_size: Sequence[float]) -> "Geometry":
+        """The grid of ``voxel_size`` anchored at this box's start and covering it (`covering_shape`)."""
+        return Geometry(voxel_size, self.start, covering_shape(self.size, voxel_size))
+
+
+@dataclass(frozen=True, init=False)
 class Geometry:
-    """A voxel grid: voxel size (nm), translation of voxel 0 (nm), shape (voxels); all zyx."""
+    """A voxel grid: voxel size (nm), translation of voxel 0 (nm), shape (voxels); all zyx.
+
+    The constructor takes any sequences (lists from JSON, numpy arrays) and
+    stores validated tuples, so callers never convert by hand.
+    """
 
     voxel_size: Vec3
     translation: Vec3
     shape: Shape3
 
-    def __post_init__(self) -> None:
-        vs = _vec3(self.voxel_size, "voxel_size")
-        tr = _vec3(self.translation, "translation")
+    def __init__(self, voxel_size: Iterable[float], translation: Iterable[float], shape: Iterable[float]) -> None:
+        vs = vec3(voxel_size, "voxel_size")
         if any(v <= 0 for v in vs):
             raise GeometryError(f"voxel_size must be positive, got {list(vs)}")
-        shape = tuple(int(s) for s in self.shape)
-        if len(shape) != 3 or any(s < 0 for s in shape) or any(float(s) != float(o) for s, o in zip(shape, self.shape)):
-            raise GeometryError(f"shape must be 3 non-negative integers (z, y, x), got {list(self.shape)!r}")
         object.__setattr__(self, "voxel_size", vs)
-        object.__setattr__(self, "translation", tr)
-        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "translation", vec3(translation, "translation"))
+        object.__setattr__(self, "shape", shape3(shape))
 
     # -- serialisation ---------------------------------------------------
     def to_json(self) -> dict[str, list[float] | list[int]]:
@@ -99,7 +169,7 @@ class Geometry:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Geometry":
         try:
-            return cls(tuple(data["voxel_size"]), tuple(data["translation"]), tuple(data["shape"]))
+            return cls(data["voxel_size"], data["translation"], data["shape"])
         except KeyError as exc:
             raise GeometryError(f"geometry lacks field {exc.args[0]!r}") from None
 
@@ -107,8 +177,8 @@ class Geometry:
     @property
     def box(self) -> Box:
         """The crop box ``[translation, translation + shape * voxel_size)``."""
-        stop = tuple(t + s * v for t, s, v in zip(self.translation, self.shape, self.voxel_size))
-        return Box(self.translation, stop)  # type: ignore[arg-type]
+        stop = (t + n * v for t, n, v in zip(self.translation, self.shape, self.voxel_size, strict=True))
+        return Box(self.translation, stop)
 
     @property
     def num_voxels(self) -> int:
@@ -121,7 +191,7 @@ class Geometry:
     def index_to_world(self, index: Sequence[float]) -> np.ndarray:
         return np.asarray(self.translation) + np.asarray(index, float) * np.asarray(self.voxel_size)
 
-    def slices_for(self, box: Box, *, clip: bool = True) -> tuple[slice, slice, slice]:
+    def slices_for(self, box: Box, *, clip: bool = True) -> Slices3:
         """Index slices of the voxels whose start lies in ``box`` (outward rounding).
 
         With ``clip`` the slices are clipped to the array; otherwise they may be
@@ -133,16 +203,14 @@ class Geometry:
             lo = np.clip(lo, 0, self.shape)
             hi = np.clip(hi, 0, self.shape)
         hi = np.maximum(hi, lo)
-        return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+        return slices3(lo, hi)
 
     def subgrid(self, slices: Sequence[slice]) -> "Geometry":
         """Geometry of ``array[slices]`` (slices may extend past the array)."""
         starts = [0 if s.start is None else s.start for s in slices]
         stops = [n if s.stop is None else s.stop for s, n in zip(slices, self.shape)]
         return Geometry(
-            self.voxel_size,
-            tuple(self.index_to_world(starts)),  # type: ignore[arg-type]
-            tuple(b - a for a, b in zip(starts, stops)),  # type: ignore[arg-type]
+            self.voxel_size, self.index_to_world(starts), (b - a for a, b in zip(starts, stops, strict=True))
         )
 
     def same_voxel_size(self, other: "Geometry | Sequence[float]") -> bool:
@@ -151,7 +219,7 @@ class Geometry:
         return bool(np.allclose(vs, self.voxel_size))
 
 
-def snap_offset(source_translation: Sequence[float], target: Geometry) -> tuple[int, int, int]:
+def snap_offset(source_translation: Sequence[float], target: Geometry) -> Shape3:
     """Voxel offset of a source grid inside a target grid, by the challenge's rule.
 
     UPSTREAM.md §8.3 step 4, shared by packing and evaluation so both place a
@@ -164,7 +232,7 @@ def snap_offset(source_translation: Sequence[float], target: Geometry) -> tuple[
     snapped = np.floor(src / vs) * vs
     d = snapped - np.asarray(target.translation, dtype=float)
     off = np.sign(d) * np.floor(np.abs(d) / vs)
-    return tuple(int(v) for v in off)  # type: ignore[return-value]
+    return int3(off)
 
 
 def paste_offset(source: np.ndarray, offset: Sequence[int], shape: Sequence[int], *, fill: Any = 0) -> np.ndarray:

@@ -7,10 +7,10 @@ an explicit compressor and '/' chunk keys, the layout of the challenge's
 bucket, so neuroglancer and the original tools open our outputs unchanged.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numcodecs
 import numpy as np
@@ -22,7 +22,7 @@ from csc_common.geometry import Geometry
 
 # Blosc/LZ4: fast, and decoded by every zarr v2 reader including neuroglancer.
 COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
-CHUNK_KEY_ENCODING = {"name": "v2", "separator": "/"}
+CHUNK_KEY_ENCODING: dict[str, Any] = {"name": "v2", "separator": "/"}
 AXES = [{"name": n, "type": "space", "unit": "nanometer"} for n in ("z", "y", "x")]
 
 # Attribute aliases accepted for single arrays (UPSTREAM.md §8.3 / §9.1).
@@ -30,7 +30,10 @@ VOXEL_SIZE_KEYS = ("voxel_size", "resolution", "scale")
 TRANSLATION_KEYS = ("translation", "offset")
 
 
-def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
+GroupMode = Literal["r", "r+", "a", "w", "w-"]
+
+
+def open_group(path: str | Path, mode: GroupMode = "r") -> zarr.Group:
     """Open (or with mode 'w'/'a' create) a Zarr format 2 group."""
     p = Path(path)
     if mode == "r" and not p.exists():
@@ -134,7 +137,7 @@ class Level:
     geometry: Geometry
 
 
-def parse_multiscales(attrs: dict[str, Any], shapes: dict[str, Sequence[int]], where: str) -> list[Level]:
+def parse_multiscales(attrs: dict[str, Any], shapes: Mapping[str, Sequence[int]], where: str) -> list[Level]:
     """Levels from OME-NGFF 0.4 attrs; ``shapes`` maps level path -> array shape.
 
     Spatial axes are the last three entries of scale/translation (leading
@@ -161,7 +164,7 @@ def parse_multiscales(attrs: dict[str, Any], shapes: dict[str, Sequence[int]], w
         if group_trans is not None:
             trans = [a + b for a, b in zip(trans, group_trans)]
         shape = tuple(shapes[path])[-3:]
-        levels.append(Level(path, Geometry(tuple(scale), tuple(trans), shape)))  # type: ignore[arg-type]
+        levels.append(Level(path, Geometry(scale, trans, shape)))
     return levels
 
 

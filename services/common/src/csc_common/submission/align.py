@@ -75,10 +75,10 @@ def max_volume_size_ratio() -> float:
 def _vec_or_none(values: Any) -> tuple[float, float, float] | None:
     if values is None:
         return None
-    vals = tuple(float(v) for v in values)[-3:]
+    vals = [float(v) for v in values][-3:]
     if len(vals) != 3 or not all(math.isfinite(v) for v in vals):
         raise GeometryError(f"expected 3 finite numbers (z, y, x), got {values!r}")
-    return vals  # type: ignore[return-value]
+    return vals[0], vals[1], vals[2]
 
 
 @dataclass(frozen=True)
