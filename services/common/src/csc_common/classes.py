@@ -8,7 +8,7 @@ This table is consulted once, when the fetcher writes the dataset manifest
 manifest records for each class instead of looking a name up here.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 ClassKind = Literal["instance", "semantic"]
@@ -56,3 +56,10 @@ def kinds_for(names: Iterable[str], instance_classes: Iterable[str] | None = Non
 def is_known(name: str) -> bool:
     """A class of the challenge's table (tested classes, or the original code's instance names)."""
     return name in TESTED_CLASSES or name in INSTANCE_CLASSES
+
+
+def instance_classes(kinds: Mapping[str, ClassKind] | None = None) -> list[str]:
+    """Classes scored as instances: those a manifest records as such, else the challenge's list."""
+    if kinds is None:
+        return list(INSTANCE_CLASSES)
+    return [name for name, kind in kinds.items() if kind == "instance"]

@@ -46,19 +46,28 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from csc_common.classes import ClassKind, class_kind
 from csc_common.errors import GeometryError, InputError
 from csc_common.geometry import Geometry, paste_offset, snap_offset
 from csc_common.volumes import TRANSLATION_KEYS, VOXEL_SIZE_KEYS, choose_level, parse_multiscales
 
 log = logging.getLogger("csc.align")
 
-ClassKind = Literal["instance", "semantic"]
 SEMANTIC_THRESHOLD = 0.5
 DEFAULT_MAX_VOLUME_SIZE_RATIO = float(16**3)
+
+
+def resample_kind(class_name: str) -> ClassKind:
+    """How the challenge resamples a class: nearest for its instance names, linear + threshold otherwise.
+
+    A rule of the scorer (its own INSTANCE_CLASSES decides), not the class's
+    kind in a manifest, so the packer and the evaluator resample exactly as it does.
+    """
+    return class_kind(class_name)
 
 
 def max_volume_size_ratio() -> float:
