@@ -330,10 +330,11 @@ class View:
         raise NotImplementedError
 
     @classmethod
-    def _split(cls, data: Mapping[str, Any]) -> tuple[Header, dict[str, Any]]:
+    def _common(cls, data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+        """The keyword arguments every view takes: header, details (the unmodelled keys) and path."""
         header = Header(data["producer"], tuple(data.get("inputs", [])))
         details = {k: v for k, v in data.items() if k not in _HEADER and k not in cls.FIELDS}
-        return header, details
+        return {"header": header, "details": details, "path": path}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -381,12 +382,9 @@ class DatasetView(View):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], path: Path) -> "DatasetView":
-        header, details = cls._split(data)
         base = path.parent
         return cls(
-            header=header,
-            details=details,
-            path=path,
+            **cls._common(data, path),
             source=data["source"],
             datasets=tuple(DatasetEntry.from_json(d, base) for d in data["datasets"]),
             crops=_crop_lists(data),
@@ -438,12 +436,9 @@ class ModelView(View):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], path: Path) -> "ModelView":
-        header, details = cls._split(data)
         base = path.parent
         return cls(
-            header=header,
-            details=details,
-            path=path,
+            **cls._common(data, path),
             name=data["name"],
             architecture=data["architecture"],
             input=InputSpec.from_json(data["input"]),
@@ -522,13 +517,10 @@ class OnnxModelView(View):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], path: Path) -> "OnnxModelView":
-        header, details = cls._split(data)
         base = path.parent
         tensors = data.get("test_tensors") or {}
         return cls(
-            header=header,
-            details=details,
-            path=path,
+            **cls._common(data, path),
             name=data.get("name", path.parent.name),
             onnx=Artifact.from_json(data["onnx"], base),
             opset=int(data["opset"]),
@@ -580,12 +572,9 @@ class PredictionsView(View):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], path: Path) -> "PredictionsView":
-        header, details = cls._split(data)
         enc = data["encoding"]
         return cls(
-            header=header,
-            details=details,
-            path=path,
+            **cls._common(data, path),
             zarr=(path.parent / data["zarr"]).resolve(),
             encoding=Encoding(enc["dtype"], float(enc["scale"])),
             crops=_crop_lists(data),
@@ -609,11 +598,8 @@ class ProcessedView(View):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], path: Path) -> "ProcessedView":
-        header, details = cls._split(data)
         return cls(
-            header=header,
-            details=details,
-            path=path,
+            **cls._common(data, path),
             zarr=(path.parent / data["zarr"]).resolve(),
             crops=_crop_lists(data),
         )
@@ -643,11 +629,8 @@ class SubmissionView(View):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], path: Path) -> "SubmissionView":
-        header, details = cls._split(data)
         return cls(
-            header=header,
-            details=details,
-            path=path,
+            **cls._common(data, path),
             zip=Artifact.from_json(data["zip"], path.parent),
             test_manifest=data.get("test_manifest", ""),
             rows=int(data["rows"]),
@@ -693,12 +676,9 @@ class ScoresView(View):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], path: Path) -> "ScoresView":
-        header, details = cls._split(data)
         base = path.parent
         return cls(
-            header=header,
-            details=details,
-            path=path,
+            **cls._common(data, path),
             result=(base / data["result"]).resolve(),
             extended=(base / data["extended"]).resolve() if data.get("extended") else None,
             overall_score=data["overall_score"],
