@@ -17,6 +17,7 @@ recorded in ``--dataset``, else the challenge's list; how a class is
 *resampled* is always the scorer's own rule (`align.resample_kind`).
 """
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -369,25 +370,16 @@ def run(cfg: Config) -> ScoresView:
             plan.total_evals,
             workers,
         )
-        extended, public = score(
-            plan,
-            constants,
+        score_plan = functools.partial(
+            score,
+            constants=constants,
             instance_classes=instance_classes,
             rules=cfg.rules,
             workers=workers,
             git_version=git_version,
         )
-    empty_public = None
-    if cfg.compare_empty:
-        _, empty_public = score(
-            empty_plan,
-            constants,
-            instance_classes=instance_classes,
-            rules=cfg.rules,
-            workers=workers,
-            git_version=git_version,
-            desc="scoring empty",
-        )
+        extended, public = score_plan(plan)
+    empty_public = score_plan(empty_plan, desc="scoring empty")[1] if cfg.compare_empty else None
     ext_path = extended_path(paths.result)
     write_json(paths.result, public)
     write_json(ext_path, extended)
@@ -408,13 +400,8 @@ def run(cfg: Config) -> ScoresView:
         header=Header.new("evaluator", started, inputs=inputs),
         result=paths.result,
         extended=ext_path,
-        overall_score=public["overall_score"],
-        overall_instance_score=public["overall_instance_score"],
-        overall_semantic_score=public["overall_semantic_score"],
-        label_scores=public["label_scores"],
-        total_evals=public["total_evals"],
-        num_evals_done=public["num_evals_done"],
         details=details,
+        **{key: public[key] for key in aggregate.AGGREGATE_KEYS if key != "git_version"},  # the public scores
     )
     written = views.save(view, paths.scores)
     log.info("per-class scores (%s):\n%s", paths.submission, table(extended, set(instance_classes), empty=empty_public))
