@@ -107,14 +107,14 @@ def make_data(root: Path, scale: float, seed: int = 0) -> dict:
 def reference_scores(root: Path) -> dict:
     """Single process, whole-volume operations, dense assignment: slow but obviously the rules."""
     import cc3d
-    from csc_common import volumes
-    from csc_common.classes import INSTANCE_CLASSES
+    from csc_common import classes, volumes
     from csc_common.crops import read_crop_manifest
     from csc_common.submission import align
     from scipy import ndimage
     from scipy.optimize import linear_sum_assignment
 
     rows = {(r.crop_id, r.class_label): r for r in read_crop_manifest(root / "test_crop_manifest.csv")}
+    instance_classes = set(classes.instance_classes())
     work = Path(tempfile.mkdtemp(prefix="bench-ref-"))
     with zipfile.ZipFile(root / "submission.zip") as zf:
         zf.extractall(work)
@@ -131,7 +131,7 @@ def reference_scores(root: Path) -> dict:
                 row = rows[(int(crop_dir.name[4:]), label)]
                 vs = np.asarray(row.geometry.voxel_size)
                 pred_path = work / crop_dir.name / label
-                inst = label in INSTANCE_CLASSES
+                inst = label in instance_classes
                 c = counts.setdefault(label, [0, 0, 0, 0.0, 0])
                 cap = float(min(vs * np.asarray(truth.shape)) / 2)
                 nrm = np.linalg.norm(vs)
@@ -143,7 +143,7 @@ def reference_scores(root: Path) -> dict:
                     else:
                         c[2] += truth.size
                     continue
-                pred = align.read_aligned(pred_path, row.geometry, kind="instance" if inst else "semantic")
+                pred = align.read_aligned(pred_path, row.geometry, kind=align.resample_kind(label))
                 if not inst:
                     tp = int(np.sum((pred > 0) & (truth > 0)))
                     c[0] += tp
@@ -197,7 +197,7 @@ def reference_scores(root: Path) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     out = {}
     for label, (tp, fp, fn, hs, hn) in counts.items():
-        if label in INSTANCE_CLASSES:
+        if label in instance_classes:
             f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
             nh = hs / hn if hn else 0.0
             out[label] = (f1 * nh) ** 0.5 if (2 * tp + fp + fn or hn) else 1.0

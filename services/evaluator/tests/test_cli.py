@@ -221,3 +221,69 @@ def test_umbrella_verb_and_table(tmp_path, tiny_case, ev, capsys):
     text = capsys.readouterr().err
     assert "ecs          semantic     2    0" in text and "mito         instance     2    0" in text
     assert "all-empty submission: overall_score  0.0000   this submission: overall_score  1.0000" in text
+
+
+def _dataset_manifest(tmp_path, kinds):
+    """A dataset manifest recording ``kinds`` ({class: kind}) for the tiny case's two test crops."""
+    from csc_common import views
+    from csc_common.manifest import now
+    from csc_common.views import ClassEntry, CropEntry, DatasetView, Header
+
+    g = Geometry((4.0, 4.0, 4.0), (0.0, 0.0, 0.0), (8, 8, 8))
+    crops = tuple(CropEntry(cid, "ds", tuple(ClassEntry(n, k, g) for n, k in kinds.items()), "test") for cid in (1, 2))
+    view = DatasetView(
+        header=Header.new("fetcher", now(), args=[]),
+        source="synthetic",
+        datasets=(),
+        crops=crops,
+        test_manifest=tmp_path / "test_crop_manifest.csv",
+    )
+    return views.save(view, tmp_path / "dataset.json").path
+
+
+@pytest.mark.parametrize(
+    ("kinds", "extra", "instance"),
+    [
+        (None, [], {"mito"}),  # no --dataset: the challenge's list
+        ({"ecs": "semantic", "mito": "semantic"}, [], set()),  # the dataset's kinds decide
+        ({"ecs": "instance", "mito": "instance"}, [], {"ecs", "mito"}),
+        ({"ecs": "instance", "mito": "semantic"}, ["--instance-classes", "mito"], {"mito"}),  # -ic overrides both
+    ],
+)
+def test_scored_as_instance_follows_dataset_kinds_unless_overridden(tmp_path, tiny_case, ev, kinds, extra, instance):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    args = [*extra]
+    if kinds is not None:
+        args += ["--dataset", str(_dataset_manifest(tmp_path, kinds))]
+    assert _run(tmp_path, tmp_path / "sub.zarr", *args) == 0
+    pub, _ = _read(tmp_path)
+    assert {label for label, s in pub["label_scores"].items() if "f1" in s} == instance
+    assert {label for label, s in pub["label_scores"].items() if "iou" in s} == {"ecs", "mito"} - instance
+    m = read_manifest(tmp_path / "out" / "scores.json", "scores")
+    assert ("dataset" in [i["kind"] for i in m["inputs"]]) == (kinds is not None)
+
+
+def test_bad_dataset_manifest_is_one_line_exit_2(tmp_path, tiny_case, ev, capsys):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    (tmp_path / "dataset.json").write_text('{"kind": "dataset"')
+    assert _run(tmp_path, tmp_path / "sub.zarr", "--dataset", str(tmp_path / "dataset.json")) == 2
+    _one_line_error(capsys, "dataset.json")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sub.zarr"], "--truth is required"),
+        (["--truth", "truth.zarr"], "no submission given (SUBMISSION or -s PATH)"),
+        (["a.zip", "-s", "b.zip", "--truth", "truth.zarr"], "two submissions given"),
+        (["sub.zarr", "--truth", "truth.zarr", "--workers", "-1"], "--workers: must be >= 0"),
+    ],
+)
+def test_missing_or_contradictory_inputs_are_one_line_exit_2(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    _one_line_error(capsys, message)
+    assert not list(tmp_path.iterdir())

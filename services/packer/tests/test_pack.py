@@ -190,3 +190,43 @@ def test_unreachable_default_manifest_is_one_line_exit_2(make_processed, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot fetch the test crop manifest" in err[0] and "--test-manifest" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--check", "Z.zip", "--processed", "P.json", "--output", "O.json"], "takes no --processed or --output"),
+        (["--check", "Z.zip", "--output", "O.json"], "takes no --output"),
+        (["--output", "O.json"], "--processed is required"),
+        (["--processed", "P.json"], "--output is required"),
+        (["--processed", "P.json", "--output", "O.zip"], "must be a .json file"),
+    ],
+)
+def test_contradictory_or_missing_flags_are_one_line_exit_2(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("csc-pack: error:") and message in err[0], err
+    assert not list(tmp_path.iterdir())  # refused before anything was read or written
+
+
+def test_config_file_feeds_the_same_checks(tmp_path, capsys):
+    cfg = tmp_path / "pack.yaml"
+    cfg.write_text("check: Z.zip\nprocessed: P.json\n")
+    assert main(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "takes no --processed" in err[0], err
+
+
+def test_submission_manifest_reads_back_as_a_typed_view(make_processed, make_test_manifest, tmp_path):
+    from csc_common import views
+
+    _, mito, _ = _truth()
+    csv = make_test_manifest([(7, "mito", ROW_MITO), (7, "er", ROW_ER)])
+    rc, out = _pack(make_processed([(7, "mito", mito, ROW_MITO)]), csv, tmp_path)
+    assert rc == 0
+    view = views.load(out, views.SubmissionView)
+    assert view.zip.path == out.with_suffix(".zip").resolve() and view.zip.sha256 == sha256_file(view.zip.path)
+    assert (view.rows, view.packed, view.missing) == (2, 1, ((7, "er"),))
+    assert view.details["test_manifest_sha256"] == sha256_file(csv)
+    assert [i["kind"] for i in view.header.inputs] == ["processed"]

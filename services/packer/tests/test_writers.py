@@ -58,3 +58,12 @@ def test_list_of_volumes_keeps_instance_ids_wide(tmp_path):
 def test_writer_errors(tmp_path, vol, kw, message):
     with pytest.raises(SubmissionError, match=message):
         save_volumes([vol], tmp_path / "s.zarr", 1, ["mito"], **kw)
+
+
+def test_crop_names_follow_the_one_crop_id_parser(tmp_path):
+    from csc_common.errors import InputError
+    from csc_packer.writers import crop_group_name
+
+    assert [crop_group_name(c) for c in (557, "557", "crop557")] == ["crop557"] * 3
+    with pytest.raises(InputError, match="expected a crop id like 557 or crop557, got 'cropX'"):
+        save_volumes([np.zeros(G.shape, np.uint8)], tmp_path / "s.zarr", "cropX", ["er"], geometry=G)

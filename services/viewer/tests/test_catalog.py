@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 from csc_common.errors import InputError, ManifestError
+from csc_common.views import ScoresView
 from csc_common.volumes import Level, create_array, open_array, open_group
 from csc_viewer.catalog import Selection, build_catalog, find_manifests, load_manifests
 
@@ -21,7 +22,7 @@ def test_all_kinds_found_from_the_data_folder(demo):
         assert (kind, 2, "mito") in kinds and (kind, 2, "ecs") in kinds
     assert ("gt", 1, "mito") in kinds and ("gt", 1, "ecs") in kinds
     assert cat.test_crops == {2}
-    assert cat.scores is not None and cat.scores.kind == "scores"
+    assert isinstance(cat.scores, ScoresView) and cat.scores.class_kinds() == {"mito": "instance", "ecs": "semantic"}
 
 
 def test_inputs_are_followed_back_to_the_dataset(demo):
@@ -115,3 +116,33 @@ def test_a_broken_input_manifest_is_skipped_not_fatal(demo, tmp_path, caplog):
 
 def test_a_folder_stands_for_its_manifests(demo):
     assert [p.name for p in find_manifests([demo.root], "unused")][:2] == ["dataset.json", "predictions.json"]
+
+
+def test_class_kinds_come_from_the_manifests_not_the_names(demo, tmp_path):
+    """A dataset fetched with mito overridden to semantic shows mito as a mask everywhere, the truth too."""
+    root = tmp_path / "d"
+    shutil.copytree(demo.root, root)
+    data = json.loads((root / "dataset.json").read_text())
+    for crop in data["crops"]:
+        for c in crop["classes"]:
+            c["kind"] = "semantic" if c["name"] == "mito" else "instance"
+    (root / "dataset.json").write_text(json.dumps(data))
+    cat = _catalog(root / "dataset.json")
+    kinds = {(v.kind, v.crop, v.name): v.class_kind for v in cat.volumes if v.kind == "gt"}
+    assert kinds == {
+        ("gt", 1, "mito"): "semantic",
+        ("gt", 1, "ecs"): "instance",
+        ("gt", 2, "mito"): "semantic",  # the held-apart truth: placed by attrs, kind from the manifest
+        ("gt", 2, "ecs"): "instance",
+    }
+
+
+def test_a_class_no_manifest_records_has_no_kind(demo, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(demo.root, root)
+    arr = open_array(root / "ground_truth.zarr" / "crop2" / "ecs")
+    extra = create_array(open_group(root / "ground_truth.zarr", "a")["crop2"], "nuc", shape=arr.shape, dtype="u1")
+    extra.attrs.update(dict(arr.attrs))
+    cat = _catalog(root / "dataset.json")
+    nuc = next(v for v in cat.volumes if v.name == "nuc")
+    assert nuc.kind == "gt" and nuc.class_kind is None  # shown as a mask, legend '?'; never guessed from the name

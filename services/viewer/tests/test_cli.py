@@ -110,7 +110,7 @@ def _err(capsys) -> str:
         (["-k", "gt,raw"], "unknown kind(s) raw"),
         (["-d", "nope"], "nothing to show"),
         (["--size", "big"], "--size 'big'"),
-        (["--port", "70000"], "--port 70000"),
+        (["--port", "70000"], "--port: must be <= 65535, got 70000"),
     ],
 )
 def test_bad_options(demo, capsys, args, message):

@@ -116,10 +116,12 @@ def test_montage_paths():
 
 
 def test_scores_chart(demo, tmp_path):
-    import json
+    from dataclasses import replace
 
-    data = json.loads(demo.scores.read_text())
-    out = scores_chart(data, tmp_path / "c.png")
+    from csc_common import views
+
+    scores = views.load(demo.scores, views.ScoresView)
+    out = scores_chart(scores, tmp_path / "c.png")
     rgb = _png(out)
     blue = (np.abs(rgb - np.array([31, 119, 180])).sum(axis=-1) < 12).sum()  # instance bar
     orange = (np.abs(rgb - np.array([255, 127, 14])).sum(axis=-1) < 12).sum()  # semantic bar
@@ -130,4 +132,19 @@ def test_scores_chart(demo, tmp_path):
     rows_o = np.nonzero((np.abs(rgb - np.array([255, 127, 14])).sum(axis=-1) < 12).sum(axis=1) > 60)[0]
     assert rows_o.min() < rows_b.min()
     with pytest.raises(InputError, match="label_scores"):
-        scores_chart({"label_scores": {}}, tmp_path / "e.png")
+        scores_chart(replace(scores, label_scores={}), tmp_path / "e.png")
+
+
+def test_chart_colours_follow_how_the_scores_manifest_scored_each_class(demo):
+    from dataclasses import replace
+
+    from csc_common import views
+    from csc_viewer.montage import score_rows
+
+    scores = views.load(demo.scores, views.ScoresView)
+    assert score_rows(scores) == [("mito", 0.55, True), ("ecs", 0.7, False)]
+    # "ecs" scored as an instance class (e.g. evaluate --instance-classes ecs): an F1 record, an instance bar
+    flipped = replace(
+        scores, label_scores={"ecs": {"f1": 0.4, "normalized_hausdorff_distance": 0.9}, "mito": {"iou": 0.3}}
+    )
+    assert score_rows(flipped) == [("ecs", 0.4, True), ("mito", 0.3, False)]

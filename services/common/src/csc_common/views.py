@@ -298,6 +298,11 @@ class View:
     def where(self) -> str:
         return str(self.path) if self.path is not None else f"<new {self.KIND} manifest>"
 
+    def input_manifests(self) -> list[Path]:
+        """The inputs of this manifest that are manifests themselves (``*.json``), as absolute paths."""
+        paths = (str(item.get("path", "")) for item in self.header.inputs)
+        return [(self.dir / p).resolve() for p in paths if p.endswith(".json")]
+
     def ref(self, output_manifest: str | Path) -> dict[str, str]:
         """Provenance entry for this manifest as an input of the manifest at ``output_manifest``."""
         if self.path is None:
@@ -657,6 +662,10 @@ class ScoresView(View):
     extended: Path | None = None
     total_evals: int | None = None
     num_evals_done: int | None = None
+
+    def class_kinds(self) -> dict[str, ClassKind]:
+        """How each class was scored: an instance class's record has an F1 (and Hausdorff), a semantic one's an IoU."""
+        return {label: "instance" if "f1" in s else "semantic" for label, s in self.label_scores.items()}
 
     def body(self, at: Path) -> dict[str, Any]:
         out: dict[str, Any] = {"result": _rel(self.result, at)}

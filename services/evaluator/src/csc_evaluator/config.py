@@ -8,8 +8,10 @@ original's ``csc evaluate -s SUBMISSION -t TRUTH -r RESULT [-ic classes]``.
 from dataclasses import dataclass, field
 from typing import Literal
 
+from csc_common.errors import InputError
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """Score a submission by the CellMap challenge's rules (result.json, result_extended.json, scores manifest)."""
 
@@ -31,7 +33,6 @@ class Config:
         },
     )
     truth: str = field(
-        default="",
         metadata={
             "args": ["--truth", "-t", "--truth-path", "--truth_path"],
             "help": "ground-truth zarr: crop<N>/<class> arrays with voxel_size attrs (optional <class>_mask)",
@@ -55,14 +56,22 @@ class Config:
         default="",
         metadata={
             "args": ["--instance-classes", "-ic", "--instance_classes"],
-            "help": "comma list of classes scored as instances (default: the challenge's list)",
+            "help": "comma list of classes scored as instances (default: the kinds of --dataset, else the "
+            "challenge's list)",
+        },
+    )
+    dataset: str = field(
+        default="",
+        metadata={
+            "help": "dataset manifest (dataset.json) whose recorded class kinds decide which classes are scored as "
+            "instances (default: the challenge's list; --instance-classes overrides both)"
         },
     )
     compare_empty: bool = field(
         default=False, metadata={"help": "also score an all-empty submission on the same rows and print both"}
     )
     workers: int = field(
-        default=0, metadata={"help": "worker processes (0: MAX_WORKERS env, else CPUs, capped by memory)"}
+        default=0, metadata={"help": "worker processes (0: MAX_WORKERS env, else CPUs, capped by memory)", "min": 0}
     )
     work_dir: str = field(
         default="", metadata={"help": "where to extract the zip (a fresh temp folder inside; default system temp)"}
@@ -75,3 +84,14 @@ class Config:
             "code's discovery quirks (see README)"
         },
     )
+
+    def __post_init__(self) -> None:
+        if self.submission and self.submission_path and self.submission != self.submission_path:
+            raise InputError(f"two submissions given ({self.submission!r} and -s {self.submission_path!r}); give one")
+        if not self.submission_source:
+            raise InputError("no submission given (SUBMISSION or -s PATH)")
+
+    @property
+    def submission_source(self) -> str:
+        """The submission, from the positional or the original's ``-s`` form."""
+        return self.submission or self.submission_path

@@ -9,30 +9,44 @@ arrays in the truth multiply both prediction and truth (documented rule).
 Jobs run in a process pool sized from the memory actually available
 (cgroup-aware) and are reassembled in job order, so results do not depend on
 the number of workers.
+
+``run(cfg)`` is the stage: it reads the inputs, scores, writes RESULT.json,
+RESULT_extended.json and the ``scores`` manifest, and returns the manifest.
+Which classes are scored as instances: ``--instance-classes``, else the kinds
+recorded in ``--dataset``, else the challenge's list; how a class is
+*resampled* is always the scorer's own rule (`align.resample_kind`).
 """
 
+import functools
 import json
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from csc_common import volumes
-from csc_common.classes import INSTANCE_CLASSES
-from csc_common.crops import CropRow
+from csc_common import classes, views, volumes
+from csc_common.classes import ClassKind
+from csc_common.cli import parse_crop_id, parse_list
+from csc_common.crops import CropRow, read_crop_manifest
 from csc_common.errors import GeometryError, InputError
+from csc_common.fsutil import sha256_file
 from csc_common.geometry import Geometry
 from csc_common.log import progress_bar
+from csc_common.manifest import now, relpath
 from csc_common.submission import align
+from csc_common.views import DatasetView, Header, ScoresView
 
-from csc_evaluator import aggregate, scoring
-from csc_evaluator.constants import Constants
-from csc_evaluator.submission import match_crops, submitted_classes
+from csc_evaluator import __version__, aggregate, scoring
+from csc_evaluator.config import Config
+from csc_evaluator.constants import Constants, env_max_workers
+from csc_evaluator.io import extended_path, table, write_json
+from csc_evaluator.submission import match_crops, open_submission, submitted_classes
 
 log = logging.getLogger("csc.evaluate")
 
@@ -56,8 +70,8 @@ class Job:
     mask: str | None
     pred: str | None  # None: not submitted (missing)
     target: dict[str, Any] | None  # test-manifest geometry (json); needed when pred is set
-    instance: bool  # scored as instance (the -ic list)
-    align_kind: str  # resampled as instance/semantic (the built-in list, as upstream)
+    instance: bool  # scored as instance (--instance-classes, --dataset's kinds or the challenge's list)
+    align_kind: ClassKind  # resampled as instance/semantic (the scorer's own rule, as upstream)
     empty: bool = False  # score an all-empty prediction instead of pred (--compare-empty)
     voxels: int = 0
 
@@ -89,10 +103,7 @@ def _array_shape(path: Path) -> tuple[int, ...]:
 
 
 def _crop_id(name: str, where: Path) -> int:
-    try:
-        return int(name.removeprefix("crop"))
-    except ValueError:
-        raise InputError(f"{where}: truth folder {name!r} is not named crop<N>") from None
+    return parse_crop_id(name, f"{where}: truth folder")
 
 
 def plan_jobs(
@@ -130,19 +141,20 @@ def plan_jobs(
             if pred is not None and row is None:
                 raise InputError(f"crop {cid} class {label}: in the ground truth but not in the test manifest")
             shape = _array_shape(truth)
-            common = dict(
+            job = Job(
                 crop=crop,
                 label=label,
                 truth=str(truth),
                 mask=str(mask) if _is_array(mask) else None,
+                pred=str(pred) if pred is not None else None,
                 target=row.geometry.to_json() if row is not None else None,
                 instance=label in instance_classes,
-                align_kind="instance" if label in INSTANCE_CLASSES else "semantic",
+                align_kind=align.resample_kind(label),
                 voxels=int(np.prod(shape, dtype=np.int64)),
             )
-            plan.jobs.append(Job(pred=str(pred) if pred is not None else None, **common))
+            plan.jobs.append(job)
             if compare_empty:
-                empty.jobs.append(Job(pred=None, empty=True, **common))
+                empty.jobs.append(replace(job, pred=None, empty=True))
     return plan, empty
 
 
@@ -158,7 +170,7 @@ def run_job(job: Job, constants: Constants, rules: Rules) -> dict[str, Any]:
     where = f"crop {job.crop.removeprefix('crop')} class {job.label}"
     truth_arr = volumes.open_array(job.truth)
     if job.pred is None and not job.empty:
-        truth = truth_arr[...]
+        truth = np.asarray(truth_arr[...])
         rec = scoring.missing_score(truth, _truth_voxel_size(truth_arr, job.truth), instance=job.instance)
         return {
             **rec,
@@ -166,7 +178,7 @@ def run_job(job: Job, constants: Constants, rules: Rules) -> dict[str, Any]:
             "voxel_size": _truth_voxel_size(truth_arr, job.truth),
             "is_missing": True,
         }
-    truth = truth_arr[...]
+    truth = np.asarray(truth_arr[...])
     if job.target is not None:
         target = Geometry.from_json(job.target)
         voxel_size = list(target.voxel_size)
@@ -176,22 +188,22 @@ def run_job(job: Job, constants: Constants, rules: Rules) -> dict[str, Any]:
             )
     else:
         voxel_size = _truth_voxel_size(truth_arr, job.truth)
-        target = Geometry(tuple(voxel_size), (0.0, 0.0, 0.0), tuple(truth.shape))  # type: ignore[arg-type]
-    if job.empty:
+        target = Geometry(voxel_size, (0.0, 0.0, 0.0), truth.shape)
+    if job.empty or job.pred is None:  # an all-empty prediction (a missing pair returned above)
         pred = np.zeros(truth.shape, dtype=np.uint8)
     else:
         try:
-            pred = align.read_aligned(job.pred, target, kind=job.align_kind)  # type: ignore[arg-type]
+            pred = align.read_aligned(job.pred, target, kind=job.align_kind)
         except InputError as exc:
             raise type(exc)(f"{where}: {exc}") from None
     if job.mask is not None:
-        mask = volumes.open_array(job.mask)[...]
+        mask = np.asarray(volumes.open_array(job.mask)[...])
         if mask.shape != truth.shape:
             raise GeometryError(f"{where}: mask shape {mask.shape} does not match the ground truth {truth.shape}")
         pred = pred * mask
         truth = truth * mask
     if job.instance:
-        hausdorff = "documented" if rules == "documented" else "official"
+        hausdorff: Literal["documented", "official"] = "documented" if rules == "documented" else "official"
         rec = scoring.score_instance(pred, truth, voxel_size, constants=constants, mode=hausdorff)
     else:
         rec = scoring.score_semantic(pred, truth)
@@ -294,3 +306,104 @@ def score(
     extended = aggregate.extended_view(per_crop, combined, total_evals=plan.total_evals, git_version=git_version)
     public = aggregate.public_view(extended, aggregate.submitted_labels(per_crop))
     return extended, public
+
+
+# ---------------------------------------------------------------- the stage
+@dataclass(frozen=True)
+class _Inputs:
+    submission: Path
+    truth: Path
+    test_manifest: Path
+    result: Path
+    scores: Path
+
+
+def _resolve_inputs(cfg: Config) -> _Inputs:
+    truth = Path(cfg.truth)
+    if not truth.is_dir():
+        raise InputError(f"{truth}: ground-truth zarr folder not found")
+    manifest = Path(cfg.test_manifest) if cfg.test_manifest else truth.parent / "test_crop_manifest.csv"
+    if not manifest.is_file():
+        raise InputError(f"{manifest}: test crop manifest not found (give --test-manifest CSV)")
+    result = Path(cfg.output or "result.json")
+    scores = Path(cfg.scores_manifest) if cfg.scores_manifest else result.with_name("scores.json")
+    return _Inputs(Path(cfg.submission_source), truth, manifest, result, scores)
+
+
+def scored_as_instance(cfg: Config, dataset: DatasetView | None) -> list[str]:
+    """``--instance-classes``, else the classes ``--dataset`` records as instances, else the challenge's list."""
+    if cfg.instance_classes:
+        return parse_list(cfg.instance_classes, "--instance-classes")
+    if dataset is not None:
+        return classes.instance_classes(dataset.class_kinds())
+    return classes.instance_classes()
+
+
+def _file_ref(kind: str, path: Path, at: Path) -> dict[str, str]:
+    """Provenance entry of an input that is not a manifest (the test CSV, the submission zip)."""
+    return {"kind": kind, "path": relpath(path, at), "sha256": sha256_file(path)}
+
+
+def run(cfg: Config) -> ScoresView:
+    """Score the submission and write every output; returns the scores manifest as written."""
+    started = now()
+    t0 = time.perf_counter()
+    dataset = views.load(cfg.dataset, DatasetView) if cfg.dataset else None
+    paths = _resolve_inputs(cfg)
+    rows = read_crop_manifest(paths.test_manifest)
+    constants = Constants.from_env()
+    instance_classes = scored_as_instance(cfg, dataset)
+    git_version = f"csc-evaluator {__version__}"
+    with open_submission(paths.submission, constants, work_dir=cfg.work_dir or None) as sub:
+        plan, empty_plan = plan_jobs(
+            sub.root,
+            paths.truth,
+            rows,
+            instance_classes=instance_classes,
+            rules=cfg.rules,
+            compare_empty=cfg.compare_empty,
+        )
+        workers = pool_size(plan.jobs, cfg.workers or env_max_workers())
+        log.info(
+            "scoring %d (crop, class) pairs of %d test rows with %d worker(s)",
+            len(plan.jobs),
+            plan.total_evals,
+            workers,
+        )
+        score_plan = functools.partial(
+            score,
+            constants=constants,
+            instance_classes=instance_classes,
+            rules=cfg.rules,
+            workers=workers,
+            git_version=git_version,
+        )
+        extended, public = score_plan(plan)
+    empty_public = score_plan(empty_plan, desc="scoring empty")[1] if cfg.compare_empty else None
+    ext_path = extended_path(paths.result)
+    write_json(paths.result, public)
+    write_json(ext_path, extended)
+    inputs = [_file_ref("test-crop-manifest", paths.test_manifest, paths.scores)]
+    if sub.source.is_file():
+        inputs.append(_file_ref("submission-zip", sub.source, paths.scores))
+    if dataset is not None:
+        inputs.append(dataset.ref(paths.scores))
+    details: dict[str, Any] = {
+        "truth": relpath(paths.truth, paths.scores),
+        "rules": cfg.rules,
+        "workers": workers,
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+    if empty_public is not None:
+        details["empty_overall_score"] = empty_public["overall_score"]
+    view = ScoresView(
+        header=Header.new("evaluator", started, inputs=inputs),
+        result=paths.result,
+        extended=ext_path,
+        details=details,
+        **{key: public[key] for key in aggregate.AGGREGATE_KEYS if key != "git_version"},  # the public scores
+    )
+    written = views.save(view, paths.scores)
+    log.info("per-class scores (%s):\n%s", paths.submission, table(extended, set(instance_classes), empty=empty_public))
+    log.info("wrote %s, %s and %s in %.1f s", paths.result, ext_path, paths.scores, time.perf_counter() - t0)
+    return written

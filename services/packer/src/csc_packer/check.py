@@ -27,6 +27,7 @@ pad is an error here, because that costs score without any message.
 
 import json
 import posixpath
+import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,11 +37,14 @@ from typing import Any, Literal
 import numcodecs
 import numpy as np
 from csc_common.crops import CropRow
-from csc_common.errors import CscError
-from csc_common.geometry import snap_offset
+from csc_common.errors import CscError, InputError, SubmissionError
+from csc_common.geometry import int3, snap_offset
 from csc_common.submission.align import SourceGrid, check_size_ratio, choose_non_ome_level
 from csc_common.submission.zipsafety import ZipLimits, zip_problems
 from csc_common.volumes import choose_level, parse_multiscales
+
+from csc_packer.config import Config
+from csc_packer.testmanifest import load_test_manifest
 
 Level = Literal["error", "missing", "warning"]
 
@@ -180,7 +184,7 @@ def placement_problems(shape: tuple[int, ...], grid: SourceGrid, row: CropRow) -
         placed = shape
     else:
         factors = np.asarray(grid.voxel_size) / np.asarray(target.voxel_size)
-        placed = tuple(int(v) for v in np.round(np.asarray(shape) * factors))
+        placed = int3(np.round(np.asarray(shape) * factors))
         warnings.append(
             f"voxel size {_fmt(grid.voxel_size)} nm is resampled to the test crop's {_fmt(target.voxel_size)} nm"
         )
@@ -304,3 +308,19 @@ def check_zip(path: str | Path, rows: Sequence[CropRow], *, limits: ZipLimits | 
         for a in extra:
             report.add("warning", a[len(prefix) :], "not in the test manifest; ignored by the evaluator")
     return report
+
+
+def run_check(cfg: Config) -> int:
+    """``--check``: print every finding and the summary on stdout; SubmissionError (exit 2) when it fails."""
+    if not Path(cfg.check).exists():
+        raise InputError(f"{cfg.check}: zip file not found")
+    test = load_test_manifest(cfg.test_manifest)
+    report = check_zip(cfg.check, test.rows)
+    for f in report.findings:
+        print(f.line())
+    print(report.summary())
+    sys.stdout.flush()
+    if not report.passed(strict=cfg.strict):
+        why = f"{len(report.errors)} errors" if report.errors else f"{len(report.missing)} rows missing (--strict)"
+        raise SubmissionError(f"{cfg.check}: check failed: {why}")
+    return 0

@@ -17,40 +17,46 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from csc_common.classes import class_kind
-from csc_common.errors import StageFailed, SubmissionError
+from csc_common import views
+from csc_common.errors import InputError, StageFailed, SubmissionError
 from csc_common.log import progress
-from csc_common.manifest import Manifest, artifact, new_manifest, now, relpath, write_manifest
-from csc_common.submission.align import read_aligned
+from csc_common.manifest import now, relpath
+from csc_common.submission.align import read_aligned, resample_kind
+from csc_common.views import Artifact, Header, ProcessedView, SubmissionView
 from csc_common.volumes import open_group
 
 from csc_packer.check import check_zip
 from csc_packer.config import Config
-from csc_packer.testmanifest import LoadedTestManifest
+from csc_packer.testmanifest import load_test_manifest
 from csc_packer.writers import write_class_array, zip_submission
 
 log = logging.getLogger("csc.pack")
 
 
-def processed_index(manifest: Manifest) -> dict[tuple[int, str], dict[str, Any]]:
-    """(crop id, class) -> class entry of the processed manifest."""
+def processed_index(processed: ProcessedView) -> dict[tuple[int, str], Path]:
+    """(crop id, class) -> the array (or multiscale group) of that class in the processed zarr."""
     out = {}
-    for crop in manifest["crops"]:
-        for cls in crop["classes"]:
-            out[(int(crop["id"]), cls["name"])] = cls
+    for crop in processed.crops:
+        if crop.id is None:
+            continue  # a region of a dataset, not a test crop
+        for cls in crop.classes:
+            if cls.path is None:
+                raise InputError(f"{processed.where}: crop {crop.id} class {cls.name} has no path")
+            out[(crop.id, cls.name)] = processed.zarr / cls.path
     return out
 
 
-def run(cfg: Config, manifest: Manifest, test: LoadedTestManifest) -> Manifest:
-    """Pack, self-check and record a submission; returns the submission manifest."""
+def run(cfg: Config) -> SubmissionView:
+    """Pack, self-check and record a submission; returns the submission manifest as written."""
     started = now()
     t0 = time.perf_counter()
+    processed = views.load(cfg.processed, ProcessedView)
+    test = load_test_manifest(cfg.test_manifest)
     out_manifest = Path(cfg.output)
     zip_path = out_manifest.with_suffix(".zip")
-    index = processed_index(manifest)
-    zroot = manifest.resolve(manifest["zarr"])
+    index = processed_index(processed)
+    zroot = processed.zarr
     rows = test.rows
     missing = [r for r in rows if (r.crop_id, r.class_label) not in index]
     if missing:
@@ -73,7 +79,7 @@ def run(cfg: Config, manifest: Manifest, test: LoadedTestManifest) -> Manifest:
         )
     if len(missing) == len(rows):
         raise SubmissionError(
-            f"{manifest.path}: none of the {len(rows)} test rows of {test.source} has a processed "
+            f"{processed.where}: none of the {len(rows)} test rows of {test.source} has a processed "
             "volume; nothing to pack"
         )
     open_group(zroot)
@@ -89,8 +95,7 @@ def run(cfg: Config, manifest: Manifest, test: LoadedTestManifest) -> Manifest:
             entry = index.get((row.crop_id, row.class_label))
             if entry is None:
                 continue
-            kind = class_kind(row.class_label)
-            data = read_aligned(zroot / entry["path"], row.geometry, kind=kind)  # type: ignore[arg-type]
+            data = read_aligned(entry, row.geometry, kind=resample_kind(row.class_label))
             write_class_array(root, row.crop_id, row.class_label, data, row.geometry)
             packed += 1
         zip_submission(zarr_dir, tmp / zip_path.name)
@@ -100,19 +105,16 @@ def run(cfg: Config, manifest: Manifest, test: LoadedTestManifest) -> Manifest:
         shutil.move(tmp / zip_path.name, zip_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    data = new_manifest(
-        "submission",
-        "packer",
-        started,
-        inputs=[manifest.ref(out_manifest)],
-        zip=artifact(zip_path, out_manifest),
+    view = SubmissionView(
+        header=Header.new("packer", started, inputs=[processed.ref(out_manifest)]),
+        zip=Artifact.of(zip_path),
         test_manifest=test.source if "://" in test.source else relpath(test.source, out_manifest),
-        test_manifest_sha256=test.sha256,
         rows=len(rows),
         packed=packed,
-        missing=[{"crop": r.crop_id, "class": r.class_label} for r in missing],
+        missing=tuple((r.crop_id, r.class_label) for r in missing),
+        details={"test_manifest_sha256": test.sha256},
     )
-    written = write_manifest(out_manifest, data)
+    written = views.save(view, out_manifest)
     log.info(
         "packed %d of %d rows (%d crops, %d missing) -> %s (%d bytes, %.1fs)",
         packed,
@@ -120,7 +122,7 @@ def run(cfg: Config, manifest: Manifest, test: LoadedTestManifest) -> Manifest:
         len({r.crop_id for r in rows}),
         len(missing),
         zip_path,
-        written["zip"]["bytes"],
+        written.zip.bytes or 0,
         time.perf_counter() - t0,
     )
     return written

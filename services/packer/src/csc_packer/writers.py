@@ -17,24 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from csc_common.classes import is_instance
+from csc_common.cli import parse_crop_id
 from csc_common.errors import SubmissionError
 from csc_common.geometry import Geometry
+from csc_common.submission.align import resample_kind
 from csc_common.volumes import create_array, open_group
 
 
 def crop_group_name(crop: int | str) -> str:
     """``557``, ``"557"`` or ``"crop557"`` -> ``"crop557"``."""
-    text = str(crop)
-    digits = text.removeprefix("crop")
-    if not digits.isdigit():
-        raise SubmissionError(f"crop {crop!r}: expected an integer id or 'crop<N>'")
-    return f"crop{int(digits)}"
+    return f"crop{parse_crop_id(crop)}"
 
 
 def submission_dtype(data: np.ndarray, class_name: str) -> np.dtype:
-    """uint8 for masks, uint32/uint64 for instance ids (by the largest id)."""
-    if data.dtype == bool or not is_instance(class_name):
+    """uint8 for masks, uint32/uint64 for instance ids (by the largest id).
+
+    Which classes keep ids is the scorer's rule (`resample_kind`): it resamples
+    exactly those with nearest neighbours, so only their ids survive scoring.
+    """
+    if data.dtype == bool or resample_kind(class_name) != "instance":
         return np.dtype(np.uint8)
     top = int(data.max()) if data.size else 0
     return np.dtype(np.uint32) if top < 2**32 else np.dtype(np.uint64)
@@ -91,7 +92,7 @@ def _geometry_for(
         return geometry
     if voxel_size is None:
         raise SubmissionError("give geometry= or voxel_size= (and translation=): the evaluator needs them")
-    return Geometry(tuple(voxel_size), tuple(translation or (0.0, 0.0, 0.0)), tuple(shape))  # type: ignore[arg-type]
+    return Geometry(voxel_size, translation or (0.0, 0.0, 0.0), shape)
 
 
 def save_class_index_volume(

@@ -18,10 +18,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import zarr
-from csc_common.classes import class_kind
+from csc_common import views
+from csc_common.classes import ClassKind
+from csc_common.cli import parse_crop_id, parse_list
 from csc_common.errors import InputError, ManifestError
 from csc_common.geometry import Geometry
-from csc_common.manifest import Manifest, read_manifest
+from csc_common.views import (
+    DatasetEntry,
+    DatasetView,
+    EmLevel,
+    PredictionsView,
+    ProcessedView,
+    ScoresView,
+    SubmissionView,
+)
 from csc_common.volumes import Level, array_geometry, open_array, open_group, read_levels
 
 log = logging.getLogger("csc.viewer")
@@ -29,7 +39,8 @@ log = logging.getLogger("csc.viewer")
 Kind = Literal["em", "gt", "predictions", "processed", "submission"]
 KINDS: tuple[str, ...] = ("em", "gt", "predictions", "processed", "submission")
 DEFAULT_KINDS = "em,gt,predictions,processed"
-VIEWABLE = ("dataset", "predictions", "processed", "submission", "scores")
+# The manifest kinds shown, in the order they are read (the dataset first: it names the crops).
+VIEWABLE = (DatasetView, PredictionsView, ProcessedView, SubmissionView, ScoresView)
 # Names `csc-view` looks for in --data when no manifest is given (the Makefile's targets).
 STANDARD_MANIFESTS = ("dataset.json", "predictions.json", "processed.json", "submission.json", "scores.json")
 
@@ -47,7 +58,7 @@ class Volume:
     kind: str
     crop: int | None
     name: str
-    class_kind: str | None
+    class_kind: ClassKind | None  # None for the EM, and for a class no manifest records
     store: Path
     levels: tuple[Level, ...]
     scale: float = 1.0
@@ -64,7 +75,8 @@ class Catalog:
     volumes: list[Volume] = field(default_factory=list)
     test_crops: set[int] = field(default_factory=set)
     crop_datasets: dict[int, str] = field(default_factory=dict)
-    scores: Manifest | None = None
+    class_kinds: dict[str, ClassKind] = field(default_factory=dict)
+    scores: ScoresView | None = None
 
     def datasets(self) -> list[str]:
         return sorted({v.dataset for v in self.volumes})
@@ -89,8 +101,7 @@ class Selection:
         cls, *, datasets: str = "*", crops: str = "*", classes: str = "*", kinds: str = DEFAULT_KINDS, em: bool = True
     ) -> "Selection":
         def split(text: str) -> tuple[str, ...]:
-            items = tuple(t.strip() for t in text.split(",") if t.strip())
-            return items or ("*",)
+            return tuple(parse_list(text)) or ("*",)
 
         kind_items = split(kinds)
         if kind_items == ("*",):
@@ -98,7 +109,7 @@ class Selection:
         bad = [k for k in kind_items if k not in KINDS]
         if bad:
             raise InputError(f"--kinds: unknown kind(s) {', '.join(bad)}; expected a comma list of {', '.join(KINDS)}")
-        crop_items = tuple(c[4:] if c.startswith("crop") else c for c in split(crops))
+        crop_items = tuple(c.removeprefix("crop") for c in split(crops))
         return cls(split(datasets), crop_items, split(classes), kind_items, em)
 
     def wants_dataset(self, name: str) -> bool:
@@ -160,13 +171,13 @@ def find_manifests(paths: Sequence[str | Path], data_dir: str | Path) -> list[Pa
     return found
 
 
-def load_manifests(paths: Iterable[Path], *, follow_inputs: bool = True) -> list[Manifest]:
+def load_manifests(paths: Iterable[Path], *, follow_inputs: bool = True) -> list[views.View]:
     """Load manifests and (transitively) the manifests they name as inputs; the viewable ones, one per file.
 
     The manifests given must be valid; an input that is gone or invalid
     (a stale model manifest, say) is skipped with a warning.
     """
-    seen: dict[Path, Manifest | None] = {}
+    seen: dict[Path, views.View | None] = {}
     todo = [Path(p) for p in paths]
     explicit = {p.resolve() for p in todo}
     while todo:
@@ -175,84 +186,92 @@ def load_manifests(paths: Iterable[Path], *, follow_inputs: bool = True) -> list
         if key in seen:
             continue
         if key in explicit:
-            m = read_manifest(p, VIEWABLE)
+            v = views.load_any(p, VIEWABLE)
         else:
             try:
-                m = read_manifest(p)
+                v = views.load_any(p)
             except ManifestError as exc:
                 log.warning("input manifest skipped: %s", exc)
                 seen[key] = None
                 continue
-        seen[key] = m
+        seen[key] = v
         if follow_inputs:
-            todo += [
-                m.resolve(inp["path"]) for inp in m.data.get("inputs", []) if str(inp.get("path", "")).endswith(".json")
-            ]
-    return [m for m in seen.values() if m is not None and m.kind in VIEWABLE]
+            todo += v.input_manifests()
+    return [v for v in seen.values() if isinstance(v, VIEWABLE)]
 
 
-def build_catalog(manifests: Sequence[Manifest]) -> Catalog:
-    """Volumes of all manifests; a volume a manifest names but the disk lacks is an InputError."""
+def build_catalog(manifests: Sequence[views.View]) -> Catalog:
+    """Volumes of all manifests; a volume a manifest names but the disk lacks is an InputError.
+
+    Class kinds come from the manifests: each class entry carries its own, and
+    arrays placed by their attrs alone (the test truth, a submission zip) take
+    the kind the other manifests record for that class name.
+    """
     cat = Catalog()
-    for m in sorted(manifests, key=lambda m: VIEWABLE.index(m.kind)):
-        if m.kind == "dataset":
-            _add_dataset(cat, m)
-        elif m.kind in ("predictions", "processed"):
-            _add_crop_volumes(cat, m, m.kind)
-        elif m.kind == "submission":
-            _add_submission(cat, m)
-        elif m.kind == "scores":
-            cat.scores = m
+    ordered = sorted(manifests, key=lambda v: VIEWABLE.index(type(v)))
+    for v in ordered:
+        if isinstance(v, DatasetView | PredictionsView | ProcessedView):
+            cat.class_kinds.update({c.name: c.kind for crop in v.crops for c in crop.classes})
+    for v in ordered:
+        if isinstance(v, DatasetView):
+            _add_dataset(cat, v)
+        elif isinstance(v, PredictionsView):
+            _add_crop_volumes(cat, v, "predictions", v.encoding.scale)
+        elif isinstance(v, ProcessedView):
+            _add_crop_volumes(cat, v, "processed")
+        elif isinstance(v, SubmissionView):
+            _add_submission(cat, v)
+        elif isinstance(v, ScoresView):
+            cat.scores = v
     return cat
 
 
-def _add_dataset(cat: Catalog, m: Manifest) -> None:
+def _add_dataset(cat: Catalog, m: DatasetView) -> None:
     zarrs: dict[str, Path] = {}
-    for ds in m["datasets"]:
-        root = m.resolve(ds["zarr"])
-        zarrs[ds["name"]] = root
-        em_group = root / ds["em"]["path"]
+    for ds in m.datasets:
+        zarrs[ds.name] = ds.zarr
+        em_group = ds.zarr / ds.em_path
         if (em_group / ".zattrs").is_file():
-            levels = read_levels(em_group)
-            levels = [Level(f"{ds['em']['path']}/{lv.path}", lv.geometry) for lv in levels]
+            levels = [Level(f"{ds.em_path}/{lv.path}", lv.geometry) for lv in read_levels(em_group)]
         else:
-            levels = [_em_level_from_manifest(root, ds["em"]["path"], lv, m.path) for lv in ds["em"]["levels"]]
-        cat.volumes.append(Volume(ds["name"], "em", None, "fibsem", None, root, tuple(levels)))
-    for crop in m["crops"]:
-        cat.crop_datasets[int(crop["id"])] = crop["dataset"]
-        if crop["split"] == "test":
-            cat.test_crops.add(int(crop["id"]))
-        for c in crop["classes"]:
-            if not c.get("path"):
+            levels = [_em_level_from_manifest(ds, lv, m.where) for lv in ds.levels]
+        cat.volumes.append(Volume(ds.name, "em", None, "fibsem", None, ds.zarr, tuple(levels)))
+    for crop in m.crops:
+        if crop.id is None:
+            continue
+        cat.crop_datasets[crop.id] = crop.dataset
+        if crop.split == "test":
+            cat.test_crops.add(crop.id)
+        for c in crop.classes:
+            if not c.path:
                 continue
-            root = zarrs.get(crop["dataset"])
+            root = zarrs.get(crop.dataset)
             if root is None:
-                raise InputError(f"{m.path}: crop {crop['id']} names dataset {crop['dataset']!r}, not in /datasets")
-            levels = read_levels(root / c["path"])
+                raise InputError(f"{m.where}: crop {crop.id} names dataset {crop.dataset!r}, not in /datasets")
+            levels = read_levels(root / c.path)
             cat.volumes.append(
                 Volume(
-                    crop["dataset"],
+                    crop.dataset,
                     "gt",
-                    int(crop["id"]),
-                    c["name"],
-                    c.get("kind") or class_kind(c["name"]),
+                    crop.id,
+                    c.name,
+                    c.kind,
                     root,
-                    tuple(Level(f"{c['path']}/{lv.path}", lv.geometry) for lv in levels),
+                    tuple(Level(f"{c.path}/{lv.path}", lv.geometry) for lv in levels),
                 )
             )
-    if m.data.get("truth"):
-        _add_test_truth(cat, m.resolve(m["truth"]), m.path)
+    if m.truth is not None:
+        _add_test_truth(cat, m.truth)
 
 
-def _em_level_from_manifest(root: Path, em_path: str, lv: dict[str, Any], where: Path) -> Level:
-    geom = Geometry(tuple(lv["voxel_size"]), tuple(lv["translation"]), tuple(lv["shape"]))
-    for path in (f"{em_path}/{lv['path']}", lv["path"]):
-        if (root / path / ".zarray").is_file():
-            return Level(path, geom)
-    raise InputError(f"{where}: EM level {lv['path']!r} not found under {root / em_path}")
+def _em_level_from_manifest(ds: DatasetEntry, lv: EmLevel, where: str) -> Level:
+    for path in (f"{ds.em_path}/{lv.path}", lv.path):
+        if (ds.zarr / path / ".zarray").is_file():
+            return Level(path, lv.geometry)
+    raise InputError(f"{where}: EM level {lv.path!r} not found under {ds.zarr / ds.em_path}")
 
 
-def _add_test_truth(cat: Catalog, truth: Path, where: Path) -> None:
+def _add_test_truth(cat: Catalog, truth: Path) -> None:
     """The held-apart test truth: ``crop<N>/<class>`` arrays with voxel_size/translation attrs."""
     _add_crop_arrays(cat, open_group(truth), truth, "gt", str(truth), "is not a crop of the dataset manifest")
 
@@ -272,31 +291,25 @@ def _add_crop_arrays(cat: Catalog, grp: Any, source: Path, kind: str, where: str
             if geom is None:
                 raise InputError(f"{where}: {crop_name}/{cls} has no voxel_size attribute")
             cat.volumes.append(
-                Volume(dataset, kind, crop_id, cls, class_kind(cls), source, (Level(f"{crop_name}/{cls}", geom),))
-            )
-
-
-def _add_crop_volumes(cat: Catalog, m: Manifest, kind: str) -> None:
-    root = m.resolve(m["zarr"])
-    if not root.is_dir():
-        raise InputError(f"{m.path}: /zarr: {root} not found")
-    scale = float(m.data.get("encoding", {}).get("scale", 1.0)) if kind == "predictions" else 1.0
-    for crop in m["crops"]:
-        cat.crop_datasets.setdefault(int(crop["id"]), crop["dataset"])
-        for c in crop["classes"]:
-            levels = _class_levels(root, c["path"], Geometry.from_json(c["geometry"]))
-            cat.volumes.append(
                 Volume(
-                    crop["dataset"],
-                    kind,
-                    int(crop["id"]),
-                    c["name"],
-                    c.get("kind") or class_kind(c["name"]),
-                    root,
-                    levels,
-                    scale,
+                    dataset, kind, crop_id, cls, cat.class_kinds.get(cls), source, (Level(f"{crop_name}/{cls}", geom),)
                 )
             )
+
+
+def _add_crop_volumes(cat: Catalog, m: PredictionsView | ProcessedView, kind: str, scale: float = 1.0) -> None:
+    root = m.zarr
+    if not root.is_dir():
+        raise InputError(f"{m.where}: /zarr: {root} not found")
+    for crop in m.crops:
+        if crop.id is None:
+            continue  # a whole-dataset region: not a crop to show
+        cat.crop_datasets.setdefault(crop.id, crop.dataset)
+        for c in crop.classes:
+            if c.path is None:
+                raise InputError(f"{m.where}: crop {crop.id} class {c.name} has no path")
+            levels = _class_levels(root, c.path, c.geometry)
+            cat.volumes.append(Volume(crop.dataset, kind, crop.id, c.name, c.kind, root, levels, scale))
 
 
 def _class_levels(root: Path, path: str, fallback: Geometry) -> tuple[Level, ...]:
@@ -315,21 +328,26 @@ def _class_levels(root: Path, path: str, fallback: Geometry) -> tuple[Level, ...
     return (Level(path, geom),)
 
 
-def _add_submission(cat: Catalog, m: Manifest) -> None:
+def _add_submission(cat: Catalog, m: SubmissionView) -> None:
     """A submission zip: read its arrays' own voxel_size/translation attrs, as the evaluator does."""
-    zpath = m.resolve(m["zip"]["path"])
     _add_crop_arrays(
         cat,
-        open_zip_group(zpath),
-        zpath,
+        open_zip_group(m.zip.path),
+        m.zip.path,
         "submission",
-        str(zpath),
+        str(m.zip.path),
         "belongs to no known dataset (give the dataset manifest too)",
     )
 
 
 def _crop_id(name: str) -> int | None:
-    return int(name[4:]) if name.startswith("crop") and name[4:].isdigit() else None
+    """The id of a ``crop<N>`` group; None for any other name (not a crop, skipped)."""
+    if not name.startswith("crop"):
+        return None
+    try:
+        return parse_crop_id(name)
+    except InputError:
+        return None
 
 
 # -- array access ---------------------------------------------------------------
@@ -355,8 +373,8 @@ def open_level(volume: Volume, level: Level) -> zarr.Array:
         grp = _ZIP_GROUPS.get(volume.store)
         if grp is None:
             grp = _ZIP_GROUPS[volume.store] = open_zip_group(volume.store)
-        try:
-            return grp[level.path]
-        except KeyError:
-            raise InputError(f"{volume.store}: array {level.path} not found") from None
+        node = grp.get(level.path)
+        if not isinstance(node, zarr.Array):
+            raise InputError(f"{volume.store}: array {level.path} not found")
+        return node
     return open_array(volume.store / level.path)

@@ -1,13 +1,16 @@
 """Options of ``csc-view`` / ``csc visualize`` (the original's -d/-c/-C/-k plus serving and pictures)."""
 # ruff: noqa: UP007, UP045  (argparse-dataclass needs typing.Optional, not X | None)
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
+
+from csc_common.errors import InputError
 
 from csc_viewer.catalog import DEFAULT_KINDS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """Show the pipeline's volumes in neuroglancer (EM, truth, predictions, processed, submission), or draw them.
 
@@ -58,7 +61,9 @@ class Config:
     bind_address: str = field(
         default="127.0.0.1", metadata={"help": "address the viewer server listens on (0.0.0.0 inside a container)"}
     )
-    port: int = field(default=0, metadata={"help": "port of the viewer server (0: any free port)"})
+    port: int = field(
+        default=0, metadata={"help": "port of the viewer server (0: any free port)", "min": 0, "max": 65535}
+    )
     layout: Literal["4panel", "4panel-alt", "xy", "xz", "yz", "3d", "xy-3d", "xz-3d", "yz-3d"] = field(
         default="4panel", metadata={"help": "neuroglancer layout of the view and the screenshot"}
     )
@@ -92,3 +97,19 @@ class Config:
     chromium: str = field(default="/usr/bin/chromium", metadata={"help": "browser binary for --screenshot"})
     chromedriver: str = field(default="/usr/bin/chromedriver", metadata={"help": "driver binary for --screenshot"})
     timeout: float = field(default=120.0, metadata={"help": "seconds to wait for the headless browser's picture"})
+
+    def __post_init__(self) -> None:
+        parse_size(self.size)
+
+    @property
+    def viewport(self) -> tuple[int, int]:
+        """``--size`` as (width, height) in pixels."""
+        return parse_size(self.size)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1024x768"`` -> (1024, 768); each side 16..8192 pixels."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m or not (16 <= int(m.group(1)) <= 8192 and 16 <= int(m.group(2)) <= 8192):
+        raise InputError(f"--size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 1024x768")
+    return int(m.group(1)), int(m.group(2))

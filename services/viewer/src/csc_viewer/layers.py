@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 from csc_common.classes import TESTED_CLASSES
-from csc_common.geometry import Box
+from csc_common.geometry import Box, Vec3, vec3
 from csc_common.volumes import Level, choose_level
 
 from csc_viewer.catalog import KINDS, Volume
@@ -110,17 +110,17 @@ class LayerSpec:
     shader: str | None
 
     @property
-    def voxel_size(self) -> tuple[float, float, float]:
+    def voxel_size(self) -> Vec3:
         return self.level.geometry.voxel_size
 
     @property
-    def translation(self) -> tuple[float, float, float]:
+    def translation(self) -> Vec3:
         return self.level.geometry.translation
 
     @property
-    def voxel_offset(self) -> tuple[float, float, float]:
+    def voxel_offset(self) -> Vec3:
         """Translation in voxels of the layer's own grid (may be fractional)."""
-        return tuple(float(t / v) for t, v in zip(self.translation, self.voxel_size, strict=True))  # type: ignore[return-value]
+        return vec3(t / v for t, v in zip(self.translation, self.voxel_size, strict=True))
 
 
 @dataclass(frozen=True)
@@ -174,11 +174,9 @@ def crop_box(volumes: Sequence[Volume]) -> Box:
     the crop.
     """
     finest = min(float(np.prod(v.geometry.voxel_size)) for v in volumes)
-    fine = [v for v in volumes if float(np.prod(v.geometry.voxel_size)) <= finest * (1 + 1e-6)]
-    box = fine[0].geometry.box
-    for v in fine[1:]:
-        box = box.union(v.geometry.box)
-    return box
+    return Box.union_all(
+        v.geometry.box for v in volumes if float(np.prod(v.geometry.voxel_size)) <= finest * (1 + 1e-6)
+    )
 
 
 def build_views(
@@ -213,7 +211,7 @@ def build_views(
             ViewSpec(
                 dataset=dataset,
                 layers=tuple(layers),
-                scales=tuple(float(s) for s in scales),  # type: ignore[arg-type]
+                scales=vec3(scales),
                 focus_crop=focus,
                 box=box,
                 position=_centre(box, scales),
@@ -223,13 +221,13 @@ def build_views(
     return views
 
 
-def _finest(volumes: Sequence[Volume]) -> tuple[float, float, float]:
+def _finest(volumes: Sequence[Volume]) -> Vec3:
     """Per-axis finest voxel size among ``volumes``."""
-    return tuple(float(x) for x in np.min([v.geometry.voxel_size for v in volumes], axis=0))  # type: ignore[return-value]
+    return vec3(np.min([v.geometry.voxel_size for v in volumes], axis=0))
 
 
-def _centre(box: Box, scales: Sequence[float]) -> tuple[float, float, float]:
-    return tuple(float((a + b) / 2 / s) for a, b, s in zip(box.start, box.stop, scales, strict=True))  # type: ignore[return-value]
+def _centre(box: Box, scales: Sequence[float]) -> Vec3:
+    return vec3((a + b) / 2 / s for a, b, s in zip(box.start, box.stop, scales, strict=True))
 
 
 def _fit_scale(box: Box, scales: Sequence[float], viewport: tuple[int, int], layout: str = "xy") -> float:
@@ -239,7 +237,7 @@ def _fit_scale(box: Box, scales: Sequence[float], viewport: tuple[int, int], lay
     global scale; 4-panel layouts split the viewport in two each way and also
     show the z extent (xz, yz panels).
     """
-    width, height = viewport
+    width, height = float(viewport[0]), float(viewport[1])
     size = box.size
     if layout in ("4panel", "4panel-alt"):
         width, height = width / 2, height / 2

@@ -18,15 +18,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from csc_common.errors import InputError
 from csc_common.fsutil import atomic_write_bytes
-from csc_common.geometry import Geometry
+from csc_common.geometry import Geometry, vec3
+from csc_common.views import ScoresView
 from csc_common.volumes import choose_level, read_resampled
 
 from csc_viewer.catalog import Volume, open_level
 from csc_viewer.layers import class_color, crop_box, hex_to_rgb
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("csc.viewer")
 
@@ -107,12 +112,9 @@ def compose(em: np.ndarray | None, classes: Sequence[ClassSlice], shape: tuple[i
 def reference_grid(volumes: Sequence[Volume]) -> Geometry:
     """The crop's grid: its box at the finest voxel size present (coarsened to <= MAX_SIDE per side)."""
     box = crop_box(volumes)
-    vs = np.min([v.geometry.voxel_size for v in volumes], axis=0)
-    shape = np.ceil(np.asarray(box.size) / vs - 1e-6)
-    factor = max(1.0, float(shape.max()) / MAX_SIDE)
-    vs = vs * factor
-    shape = np.maximum(1, np.ceil(np.asarray(box.size) / vs - 1e-6)).astype(int)
-    return Geometry(tuple(vs), box.start, tuple(shape))  # type: ignore[arg-type]
+    finest = vec3(np.min([v.geometry.voxel_size for v in volumes], axis=0))
+    factor = max(1.0, max(box.covering_grid(finest).shape) / MAX_SIDE)
+    return box.covering_grid([v * factor for v in finest])
 
 
 def slice_grid(ref: Geometry, axis: int) -> Geometry:
@@ -199,14 +201,14 @@ def crop_montage(crop_volumes: Sequence[Volume], em: Volume | None, out: Path, *
     return _save(fig, out, dpi)
 
 
-def _save(fig: object, out: Path, dpi: int) -> Path:
+def _save(fig: "Figure", out: Path, dpi: int) -> Path:
     import io
 
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, buf.getvalue())
     return out
@@ -247,33 +249,35 @@ def stack_pngs(parts: Sequence[Path], out: Path, *, max_parts: int = 24) -> Path
 # -- scores chart -----------------------------------------------------------------
 
 
-def score_rows(
-    label_scores: dict[str, dict[str, float]], instance: set[str] | frozenset[str]
-) -> list[tuple[str, float, bool]]:
-    """(label, combined score, is instance) per label, in the given order; missing/None scores count as 0."""
+def score_rows(scores: ScoresView) -> list[tuple[str, float, bool]]:
+    """(label, combined score, scored as instance) per label, in the manifest's order; missing/None count as 0.
+
+    Whether a class is an instance class is what the scores manifest says it
+    was scored as, not a list of names.
+    """
+    kinds = scores.class_kinds()
     rows = []
-    for label, vals in label_scores.items():
+    for label, vals in scores.label_scores.items():
         score = vals.get("combined_score")
         if score is None:
             score = vals.get("iou", vals.get("f1", 0.0))
         value = float(score) if score is not None and math.isfinite(float(score)) else 0.0
-        rows.append((label, value, label in instance))
+        rows.append((label, value, kinds[label] == "instance"))
     return rows
 
 
-def scores_chart(scores: dict, out: Path, *, title: str = "", dpi: int = 100) -> Path:
+def scores_chart(scores: ScoresView, out: Path, *, title: str = "", dpi: int = 100) -> Path:
     """Bar chart PNG of per-class combined scores with the overall scores as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from csc_common.classes import TESTED_INSTANCE_CLASSES
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    rows = score_rows(scores.get("label_scores") or {}, TESTED_INSTANCE_CLASSES)
+    rows = score_rows(scores)
     if not rows:
-        raise InputError("scores: /label_scores is empty; nothing to chart")
+        raise InputError(f"{scores.where}: /label_scores is empty; nothing to chart")
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows) + 2) + 2.0, 4.2))
     x = np.arange(len(rows))
     bars = ax.bar(
@@ -287,13 +291,16 @@ def scores_chart(scores: dict, out: Path, *, title: str = "", dpi: int = 100) ->
     ax.set_xticks(x, [r[0] for r in rows], rotation=60, ha="right", fontsize=9)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("combined score")
-    handles: list = [Patch(color=INSTANCE_COLOR, label="instance"), Patch(color=SEMANTIC_COLOR, label="semantic")]
-    for key, style, label in (
-        ("overall_score", "-", "overall"),
-        ("overall_instance_score", "--", "instance mean"),
-        ("overall_semantic_score", ":", "semantic mean"),
-    ):
-        val = scores.get(key)
+    handles: list[Patch | Line2D] = [
+        Patch(color=INSTANCE_COLOR, label="instance"),
+        Patch(color=SEMANTIC_COLOR, label="semantic"),
+    ]
+    lines: tuple[tuple[float | None, Literal["-", "--", ":"], str], ...] = (
+        (scores.overall_score, "-", "overall"),
+        (scores.overall_instance_score, "--", "instance mean"),
+        (scores.overall_semantic_score, ":", "semantic mean"),
+    )
+    for val, style, label in lines:
         if val is not None and math.isfinite(float(val)):
             ax.axhline(float(val), color="black", linestyle=style, linewidth=1)
             handles.append(Line2D([], [], color="black", linestyle=style, label=f"{label} {float(val):.3f}"))

@@ -46,6 +46,7 @@ class ServedArray:
         self._scale = float(scale)
         self.shape = tuple(array.shape)
         src = np.dtype(array.dtype)
+        self.dtype: np.dtype[Any]
         if role == "mask":
             self.dtype = np.dtype(np.uint8)
         elif role == "probability":
