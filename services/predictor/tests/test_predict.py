@@ -324,3 +324,18 @@ def test_config_file_values_are_checked_like_flags(fixture_root: Path, tmp_path:
     assert main(["--config", str(cfg), "--output", str(out), "--overlap", "1"]) == 2
     assert capsys.readouterr().err.strip() == "csc-predict: error: --overlap: must be < 1.0, got 1.0"
     assert not out.exists()
+
+
+def test_no_runtime_is_imported_before_the_manifests_are_read(fixture_root: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from csc_predictor.cli import main; "
+        f"rc = main(['--model', {str(fixture_root / 'models/tiny/onnx-model.json')!r}, "
+        f"'--dataset', {str(tmp_path / 'missing.json')!r}, '--output', {str(tmp_path / 'p.json')!r}]); "
+        "print(rc, 'onnxruntime' in sys.modules, 'torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["2", "False", "False"], run.stderr
+    assert "manifest file not found" in run.stderr
