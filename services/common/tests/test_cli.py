@@ -1,5 +1,5 @@
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from csc_common.cli import parse_config, run_main
@@ -124,6 +124,25 @@ def test_required_and_flag_ranges_and_usage_errors():
         parse_config(Typed, ["--dataset", "d", "--iterations", "0"], "t")
     with pytest.raises(InputError, match=r"^--iterations: invalid int value: 'abc' \(see t --help\)$"):
         parse_config(Typed, ["--dataset", "d", "--iterations", "abc"], "t")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mapped:
+    """A field that is a file path on the command line or the mapping itself in a config file; an exclusive range."""
+
+    steps: str | dict[str, Any] | None = field(default=None, metadata={"type": str})
+    overlap: float = field(default=0.25, metadata={"min": 0, "lt": 1})
+
+
+def test_union_and_mapping_fields_and_exclusive_upper_bound(tmp_path):
+    assert parse_config(Mapped, ["--steps", "s.yaml"], "t").steps == "s.yaml"
+    assert parse_config(Mapped, ["--config", _file(tmp_path, "steps: {a: [1]}\n")], "t").steps == {"a": [1]}
+    assert parse_config(Mapped, ["--config", _file(tmp_path, "steps: null\n")], "t").steps is None
+    with pytest.raises(InputError, match=r"c.yaml: steps: True is not str or a mapping$"):
+        parse_config(Mapped, ["--config", _file(tmp_path, "steps: true\n")], "t")
+    with pytest.raises(InputError, match=r"c.yaml: overlap: must be < 1, got 1.0$"):
+        parse_config(Mapped, ["--config", _file(tmp_path, "overlap: 1\n")], "t")
+    assert parse_config(Mapped, ["--overlap", "0.99"], "t").overlap == 0.99
 
 
 def test_required_field_may_come_from_the_file(tmp_path):

@@ -103,3 +103,18 @@ def test_relabel_by_appearance_orders_ids_by_first_voxel():
     out, n = bw.relabel_by_appearance(values)
     assert n == 3
     assert out.tolist() == [[[0, 1, 1, 2, 0, 3]]]
+
+
+def test_blocks_tile_the_volume_once_whole_or_in_cubes():
+    assert [b.write for b in bw.blocks_of((5, 6, 7), None)] == [(slice(0, 5), slice(0, 6), slice(0, 7))]
+    cubes = list(bw.blocks_of((10, 4, 9), 4, halo=1))
+    assert len(cubes) == 3 * 1 * 3 and cubes[0].index == (0, 0, 0) and cubes[1].index == (0, 0, 1)  # raster order
+    seen = np.zeros((10, 4, 9), int)
+    for b in cubes:
+        seen[b.write] += 1
+        assert all(
+            r.start == max(w.start - 1, 0) and r.stop == min(w.stop + 1, n)
+            for w, r, n in zip(b.write, b.read, (10, 4, 9))
+        )
+    assert (seen == 1).all()
+    assert len(list(bw.blocks_of((0, 4, 4), 2))) == 2 * 2  # an empty axis still gives its (empty) blocks

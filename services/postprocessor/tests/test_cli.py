@@ -181,3 +181,56 @@ def test_a_perfect_prediction_reproduces_the_truth(make_predictions, balls):
     er, _ = _read(out.with_suffix(".zarr"), "crop3/er/s0")
     np.testing.assert_array_equal(er, truth_er.astype(np.uint8))
     np.testing.assert_array_equal(mito, relabel_by_appearance(truth_ids)[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "--predictions is required (predictions manifest (the predictor's predictions.json) to read)"),
+        (["--predictions", "p.json"], "--output is required"),
+        (["--predictions", "p.json", "--output", "out.zarr"], "--output out.zarr: the output manifest must be a .json"),
+        (["--predictions", "p.json", "--output", "o.json", "--block-size", "4"], "--block-size: must be >= 8, got 4"),
+    ],
+)
+def test_usage_errors_are_one_line(capsys, args, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("csc-process: error: ") and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("halo: -1\n", "halo: must be >= 0, got -1"),
+        ("block_size: 2\n", "block_size: must be >= 8, got 2"),
+        ("steps: true\n", "steps: True is not str or a mapping"),
+        ("blockwise: sometimes\n", "blockwise: 'sometimes' is not one of auto, always, never"),
+    ],
+)
+def test_config_file_values_name_the_file_and_field(predictions, tmp_path, capsys, text, message):
+    cfg = tmp_path / "process.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "x" / "processed.json"
+    rc = main(["--predictions", str(predictions), "--output", str(out), "--config", str(cfg)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"csc-process: error: {cfg}: {message}"], err
+    assert not out.exists() and not out.with_suffix(".zarr").exists()
+
+
+def test_the_kind_comes_from_the_predictions_manifest(predictions):
+    data = json.loads(predictions.read_text())
+    for crop in data["crops"]:
+        for c in crop["classes"]:
+            c["kind"] = {"mito": "semantic", "ecs": "instance"}[c["name"]]  # the reverse of the challenge's table
+    predictions.write_text(json.dumps(data))
+    out = predictions.parent / "processed.json"
+    assert main(["--predictions", str(predictions), "--output", str(out), "-q"]) == 0
+    zroot = out.with_suffix(".zarr")
+    assert _read(zroot, "crop5/mito/s0")[0].dtype == np.uint8  # a mask, not ids
+    ecs = _read(zroot, "crop6/ecs/s0")[0]
+    assert ecs.dtype == np.uint32 and set(np.unique(ecs)) == {0, 1}  # one connected object
+    m = read_manifest(out, "processed")
+    assert {c["name"]: c["kind"] for crop in m["crops"] for c in crop["classes"]} == {
+        "mito": "semantic",
+        "ecs": "instance",
+    }

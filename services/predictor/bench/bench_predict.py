@@ -141,11 +141,10 @@ def speed(
     onnx_json: Path, *, size: int, tile: int, overlap: float, batch: int, threads: int, repeats: int
 ) -> tuple[float, float]:
     """(ORT voxels/s, torch voxels/s) on the same region and tiling."""
-    from csc_common.manifest import read_manifest
     from csc_predictor.engines import ModelSpec, OnnxEngine, TorchEngine
     from csc_predictor.tiling import sliding_window
 
-    spec = ModelSpec.from_manifest(read_manifest(onnx_json, "onnx-model"))
+    spec = ModelSpec.load(onnx_json)
     raw = np.random.default_rng(0).uniform(-1, 1, size=(size, size, size)).astype(np.float32)
     engines = [OnnxEngine(spec, provider="cpu", threads=threads), TorchEngine(spec, provider="cpu", threads=threads)]
     kw = dict(tile=(tile,) * 3, n_classes=len(CLASSES), overlap=overlap, blend="gaussian", batch_size=batch)

@@ -63,7 +63,6 @@ def main() -> int:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         fail(f"onnxruntime {ort.__version__} offers {ort.get_available_providers()}, no CUDAExecutionProvider")
 
-    from csc_common.manifest import read_manifest
     from csc_predictor.engines import ModelSpec, OnnxEngine
     from csc_predictor.tiling import sliding_window
 
@@ -88,7 +87,7 @@ def main() -> int:
                 },
                 args.tile,
             )
-        spec = ModelSpec.from_manifest(read_manifest(onnx_json, "onnx-model"))
+        spec = ModelSpec.load(onnx_json)
         cuda = OnnxEngine(spec, provider="cuda")
         if cuda.provider != "CUDAExecutionProvider":
             fail(f"asked for CUDA, the session runs on {cuda.provider}")

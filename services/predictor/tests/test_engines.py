@@ -4,23 +4,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from csc_common.errors import InputError
-from csc_common.manifest import read_manifest
 from csc_predictor.engines import ModelSpec, OnnxEngine, TorchEngine, probe
 
 
 def _spec(root: Path) -> ModelSpec:
-    return ModelSpec.from_manifest(read_manifest(root / "models/tiny/onnx-model.json", "onnx-model"))
+    return ModelSpec.load(root / "models/tiny/onnx-model.json")
 
 
 def test_spec_fields_and_tile_rule(fixture_root: Path) -> None:
     spec = _spec(fixture_root)
     assert spec.classes == ("mito", "er") and spec.voxel_size == (8.0, 8.0, 8.0) and spec.patch_shape == (16, 16, 16)
-    assert spec.multiple == (2, 2, 2)
+    assert spec.valid_shape.multiple == (2, 2, 2) and spec.class_kinds == {"mito": "instance", "er": "semantic"}
     spec.check_tile((16, 32, 2))
     for bad in ((15, 16, 16), (0, 16, 16), (16, 16, 1)):
         with pytest.raises(InputError, match="valid_shape"):
             spec.check_tile(bad)
-    assert spec.model_manifest_path() == fixture_root / "models/tiny/model.json"
+    assert spec.manifest.model_manifest == fixture_root / "models/tiny/model.json"
 
 
 def test_model_reference_through_inputs_only(fixture_copy: Path) -> None:
@@ -28,7 +27,7 @@ def test_model_reference_through_inputs_only(fixture_copy: Path) -> None:
     data = json.loads(p.read_text())
     del data["model"]  # the exporter records the model manifest as an input of kind 'model'
     p.write_text(json.dumps(data))
-    assert _spec(fixture_copy).model_manifest_path() == fixture_copy / "models/tiny/model.json"
+    assert _spec(fixture_copy).manifest.model_manifest == fixture_copy / "models/tiny/model.json"
     data["inputs"] = []
     p.write_text(json.dumps(data))
     with pytest.raises(InputError, match="--engine torch needs the model manifest"):
@@ -59,5 +58,5 @@ def test_cuda_request_without_a_gpu_is_bad_input(fixture_root: Path) -> None:
 def test_checkpoint_sha_mismatch(fixture_copy: Path) -> None:
     ckpt = fixture_copy / "models/tiny/checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes() + b"x")
-    with pytest.raises(InputError, match="sha256 does not match the model manifest"):
+    with pytest.raises(InputError, match="sha256 does not match the one recorded in .*model.json"):
         TorchEngine(_spec(fixture_copy))

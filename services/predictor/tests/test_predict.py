@@ -278,3 +278,64 @@ def test_wrong_manifest_kind_and_missing_file(fixture_root: Path, tmp_path: Path
     assert main(args) == 2
     assert "manifest file not found" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_finalize_is_a_subcommand_with_its_own_help(capsys) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "finalize" in out and "--model" in out
+    assert main(["finalize", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: csc-predict finalize") and "--shard" in out and "--model" in out
+    assert main(["finalise", "--model", "m.json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "finalise" in err[0], err
+
+
+@pytest.mark.parametrize("command", [[], ["finalize"]])
+def test_a_missing_required_flag_is_one_line(fixture_root: Path, tmp_path: Path, capsys, command) -> None:
+    args = [
+        *command,
+        "--model",
+        str(fixture_root / "models/tiny/onnx-model.json"),
+        "--output",
+        str(tmp_path / "p.json"),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["csc-predict: error: --dataset is required (dataset manifest (fetcher output))"]
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_config_file_values_are_checked_like_flags(fixture_root: Path, tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "predict.yaml"
+    out = tmp_path / "p.json"
+    base = f"model: {fixture_root / 'models/tiny/onnx-model.json'}\ndataset: {fixture_root / 'dataset.json'}\n"
+    for text, message in (
+        ("overlap: 1.0\n", f"{cfg}: overlap: must be < 1.0, got 1.0"),
+        ("batch_size: 0\n", f"{cfg}: batch_size: must be >= 1, got 0"),
+        ("engine: tensorrt\n", f"{cfg}: engine: 'tensorrt' is not one of onnx, torch"),
+    ):
+        cfg.write_text(base + text)
+        assert main(["--config", str(cfg), "--output", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"csc-predict: error: {message}"]
+    cfg.write_text(base + "overlap: 0.9\n")  # flags override the file
+    assert main(["--config", str(cfg), "--output", str(out), "--overlap", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "csc-predict: error: --overlap: must be < 1.0, got 1.0"
+    assert not out.exists()
+
+
+def test_no_runtime_is_imported_before_the_manifests_are_read(fixture_root: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from csc_predictor.cli import main; "
+        f"rc = main(['--model', {str(fixture_root / 'models/tiny/onnx-model.json')!r}, "
+        f"'--dataset', {str(tmp_path / 'missing.json')!r}, '--output', {str(tmp_path / 'p.json')!r}]); "
+        "print(rc, 'onnxruntime' in sys.modules, 'torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["2", "False", "False"], run.stderr
+    assert "manifest file not found" in run.stderr

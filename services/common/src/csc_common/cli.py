@@ -5,7 +5,7 @@ from it (argparse-dataclass), lets ``--config FILE`` (YAML or JSON) supply the
 same fields and lets flags override the file. Values from the file go through
 the same conversion and checks as flags — types, ``Literal`` choices,
 booleans from ``true/false/yes/no/1/0`` only, the field's range
-(``metadata`` keys ``min``, ``max``, ``gt``) — and so do the flags' values,
+(``metadata`` keys ``min``, ``max``, ``gt``, ``lt``) — and so do the flags' values,
 before any work starts; a field without a default is required, from either
 place. Errors name the file or flag, the field, the value and what was
 expected, on one line (exit 2). ``run_main`` maps errors to exit codes
@@ -18,9 +18,11 @@ ids for every stage.
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
+import operator
 import sys
 import types
 import typing
@@ -75,11 +77,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- typed values
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    """``X | None`` / ``Optional[X]`` -> (X, True); anything else -> (tp, False)."""
+    """``X | None`` -> (X, True), ``X | Y | None`` -> (X | Y, True); anything else -> (tp, False)."""
     if typing.get_origin(tp) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return args[0], True
+        args = typing.get_args(tp)
+        rest = tuple(a for a in args if a is not type(None))
+        if len(rest) < len(args):
+            return functools.reduce(operator.or_, rest), True
     return tp, False
 
 
@@ -92,9 +95,10 @@ def _fmt(value: Any) -> str:
 def coerce(value: Any, tp: Any, where: str) -> Any:
     """``value`` (from YAML/JSON or a flag) as type ``tp``; InputError naming ``where`` otherwise.
 
-    Supported: str, int, float, bool, Literal[...], list[X], X | None and Any.
-    A list given for a str field (a vector in a YAML file) becomes a comma string,
-    the form the command line uses.
+    Supported: str, int, float, bool, Literal[...], list[X], dict (a mapping, passed
+    through: its consumer checks the contents), unions (the first member that takes
+    the value, in the order written), X | None and Any. A list given for a str field
+    (a vector in a YAML file) becomes a comma string, the form the command line uses.
     """
     inner, optional = _unwrap_optional(tp)
     if value is None:
@@ -112,6 +116,17 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             if value == c or (isinstance(value, str) and not isinstance(c, str) and value.strip() == str(c)):
                 return c
         raise InputError(f"{where}: {_fmt(value)} is not one of {', '.join(map(str, choices))}")
+    if origin in (Union, types.UnionType):
+        for member in typing.get_args(inner):
+            try:
+                return coerce(value, member, where)
+            except InputError:
+                continue
+        raise InputError(f"{where}: {_fmt(value)} is not {_describe(inner)}")
+    if inner is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise InputError(f"{where}: {_fmt(value)} is not a mapping")
     if origin is list:
         (item,) = typing.get_args(inner) or (Any,)
         items = value if isinstance(value, list) else [value]
@@ -159,11 +174,15 @@ def _describe(tp: Any) -> str:
     inner, _ = _unwrap_optional(tp)
     if typing.get_origin(inner) is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(inner)))
+    if typing.get_origin(inner) in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(inner))
+    if inner is dict or typing.get_origin(inner) is dict:
+        return "a mapping"
     return getattr(inner, "__name__", str(inner))
 
 
 def check_range(value: Any, meta: Mapping[str, Any], where: str) -> None:
-    """The field's range from its metadata: ``min`` / ``max`` (inclusive), ``gt`` (exclusive)."""
+    """The field's range from its metadata: ``min`` / ``max`` (inclusive), ``gt`` / ``lt`` (exclusive)."""
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -174,6 +193,8 @@ def check_range(value: Any, meta: Mapping[str, Any], where: str) -> None:
         raise InputError(f"{where}: must be > {meta['gt']}, got {value}")
     if "max" in meta and value > meta["max"]:
         raise InputError(f"{where}: must be <= {meta['max']}, got {value}")
+    if "lt" in meta and value >= meta["lt"]:
+        raise InputError(f"{where}: must be < {meta['lt']}, got {value}")
 
 
 # ---------------------------------------------------------------- parsing

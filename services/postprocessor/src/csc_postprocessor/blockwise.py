@@ -11,17 +11,19 @@ Arrays are "array-likes": numpy arrays (whole mode) or zarr arrays (scratch on
 disk, blockwise mode); anything with ``shape``, ``dtype`` and slice get/set.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import product
 from typing import Any
 
 import numpy as np
+from csc_common.blocks import Block, count_blocks, iter_block_grid
+from csc_common.geometry import Shape3, Slices3, int3, shape3
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 ArrayLike = Any
-Slices = tuple[slice, slice, slice]
+Slices = Slices3
 
 CONNECTIVITY_RANK = {6: 1, 18: 2, 26: 3}
 
@@ -33,20 +35,16 @@ def structure(connectivity: int) -> np.ndarray:
     return ndimage.generate_binary_structure(3, CONNECTIVITY_RANK[connectivity])
 
 
-def iter_blocks(shape: tuple[int, ...], block: int | None) -> Iterator[Slices]:
-    """Block slices tiling ``shape`` in raster order; ``None`` means one block."""
+def block_shape(shape: Sequence[int], block: int | None) -> Shape3:
+    """Cubes of side ``block``, or (``None``) one block covering the whole ``shape``."""
     if block is None or block <= 0:
-        yield tuple(slice(0, n) for n in shape)  # type: ignore[misc]
-        return
-    ranges = [range(0, max(n, 1), block) for n in shape]
-    for starts in product(*ranges):
-        yield tuple(slice(s, min(s + block, n)) for s, n in zip(starts, shape, strict=True))  # type: ignore[misc]
+        return shape3(max(int(n), 1) for n in shape)
+    return block, block, block
 
 
-def num_blocks(shape: tuple[int, ...], block: int | None) -> int:
-    if block is None or block <= 0:
-        return 1
-    return int(np.prod([-(-n // block) for n in shape]))
+def blocks_of(shape: Sequence[int], block: int | None, *, halo: int = 0) -> Iterator[Block]:
+    """The ``csc_common.blocks`` tiling of ``shape`` in raster order, reads grown by ``halo`` (clipped)."""
+    return iter_block_grid(shape, block_shape(shape, block), halo=(halo, halo, halo))
 
 
 def label_dtype(count: int) -> np.dtype:
@@ -78,7 +76,7 @@ def _face_offsets(st: np.ndarray, axis: int) -> list[tuple[int, int, int]]:
     out = []
     for d in product((-1, 0, 1), repeat=3):
         if d[axis] == 1 and st[d[0] + 1, d[1] + 1, d[2] + 1]:
-            out.append(d)
+            out.append(int3(d))
     return out
 
 
@@ -100,13 +98,13 @@ def _pairs_in(ext: np.ndarray, offsets: list[tuple[int, int, int]]) -> np.ndarra
 def cross_block_pairs(prov: ArrayLike, *, connectivity: int, block: int | None) -> np.ndarray:
     """Pairs of provisional ids that touch across a block face (edges and corners included)."""
     shape = prov.shape
-    if num_blocks(shape, block) == 1:
+    if count_blocks(shape, block_shape(shape, block)) == 1:
         return np.zeros((0, 2), dtype=np.int64)
     st = structure(connectivity)
     offsets = [_face_offsets(st, ax) for ax in range(3)]
     pairs = []
-    for sl in iter_blocks(shape, block):
-        ext_sl = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, shape, strict=True))
+    for b in blocks_of(shape, block, halo=1):  # one voxel of context: the neighbours across each face
+        sl, ext_sl = b.write, b.read
         ext = None
         for ax in range(3):
             if sl[ax].start == 0:
@@ -145,31 +143,34 @@ def merge_provisional(n_prov: int, first_flat: np.ndarray, pairs: np.ndarray) ->
     return table, int(n)
 
 
-LocalLabeler = Callable[[Slices], tuple[np.ndarray, int]]
+LocalLabeler = Callable[[Block], tuple[np.ndarray, int]]
 
 
 def label_blockwise(
     local: LocalLabeler,
-    shape: tuple[int, int, int],
+    shape: Sequence[int],
     out_factory: Callable[[np.dtype], ArrayLike],
     scratch_factory: Callable[[np.dtype], ArrayLike],
     *,
     connectivity: int,
     block: int | None,
+    halo: int = 0,
 ) -> tuple[ArrayLike, int]:
     """Globally unique, canonical ids from per-block labellings, merged across block faces.
 
-    ``local(slices)`` labels one block: ids 1..n in order of first appearance.
-    Blocks are numbered provisionally (offset by the ids used so far), the
-    face pairs are unioned, and a lookup table writes the final ids to
-    ``out_factory(dtype)``.
+    ``local(block)`` labels the write region of one block (it may read ``block.read``,
+    grown by ``halo``): ids 1..n in order of first appearance. Blocks are numbered
+    provisionally (offset by the ids used so far), the face pairs are unioned, and a
+    lookup table writes the final ids to ``out_factory(dtype)``.
     """
+    shape = shape3(shape)
     n_vox = int(np.prod(shape, dtype=np.int64))
     prov = scratch_factory(label_dtype(n_vox))
     firsts = []
     offset = 0
-    for sl in iter_blocks(shape, block):
-        lab, n = local(sl)
+    for b in blocks_of(shape, block, halo=halo):
+        sl = b.write
+        lab, n = local(b)
         pos = _first_positions(lab, n)
         if n:
             coords = np.unravel_index(pos, lab.shape)
@@ -186,8 +187,8 @@ def label_blockwise(
     dtype = label_dtype(count)
     table = table.astype(dtype)
     out = out_factory(dtype)
-    for sl in iter_blocks(shape, block):
-        out[sl] = table[np.asarray(prov[sl])]
+    for b in blocks_of(shape, block):
+        out[b.write] = table[np.asarray(prov[b.write])]
     return out, count
 
 
@@ -202,8 +203,8 @@ def components(
     """Connected components of ``mask != 0`` (6/18/26-connectivity), canonical ids."""
     st = structure(connectivity)
 
-    def local(sl: Slices) -> tuple[np.ndarray, int]:
-        lab, n = ndimage.label(np.asarray(mask[sl]) != 0, structure=st)
+    def local(b: Block) -> tuple[np.ndarray, int]:
+        lab, n = ndimage.label(np.asarray(mask[b.write]) != 0, structure=st)
         return lab, int(n)
 
     return label_blockwise(local, mask.shape, out_factory, scratch_factory, connectivity=connectivity, block=block)
@@ -212,15 +213,15 @@ def components(
 def object_sizes(labels: ArrayLike, count: int, *, block: int | None) -> np.ndarray:
     """Voxel count per id 0..count."""
     sizes = np.zeros(count + 1, dtype=np.int64)
-    for sl in iter_blocks(labels.shape, block):
-        sizes += np.bincount(np.asarray(labels[sl]).ravel().astype(np.int64), minlength=count + 1)[: count + 1]
+    for b in blocks_of(labels.shape, block):
+        sizes += np.bincount(np.asarray(labels[b.write]).ravel().astype(np.int64), minlength=count + 1)[: count + 1]
     return sizes
 
 
 def apply_table(labels: ArrayLike, table: np.ndarray, out: ArrayLike, *, block: int | None) -> ArrayLike:
     """``out = table[labels]`` block by block."""
-    for sl in iter_blocks(labels.shape, block):
-        out[sl] = table[np.asarray(labels[sl])]
+    for b in blocks_of(labels.shape, block):
+        out[b.write] = table[np.asarray(labels[b.write])]
     return out
 
 
@@ -228,9 +229,9 @@ def bounding_boxes(labels: ArrayLike, count: int, *, block: int | None) -> tuple
     """Per id 1..count: (start, stop) voxel corners; ids absent get start > stop."""
     lo = np.full((count + 1, 3), np.iinfo(np.int64).max, dtype=np.int64)
     hi = np.full((count + 1, 3), -1, dtype=np.int64)
-    for sl in iter_blocks(labels.shape, block):
-        blk = np.asarray(labels[sl])
-        base = np.array([s.start for s in sl])
+    for b in blocks_of(labels.shape, block):
+        blk = np.asarray(labels[b.write])
+        base = np.array([s.start for s in b.write])
         for i, obj in enumerate(ndimage.find_objects(blk, max_label=count)):
             if obj is None:
                 continue

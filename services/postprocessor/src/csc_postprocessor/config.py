@@ -1,18 +1,22 @@
 """Configuration of csc-process (flags, or the same fields in a --config YAML/JSON file)."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+from csc_common.errors import InputError
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """Threshold, label and split per-class probabilities into the masks and instance ids a submission needs."""
 
-    predictions: str = field(default="", metadata={"help": "predictions manifest (predictions.json) to read"})
+    predictions: str = field(metadata={"help": "predictions manifest (the predictor's predictions.json) to read"})
     output: str = field(
-        default="", metadata={"help": "processed manifest to write; the volumes go to processed.zarr beside it"}
+        metadata={"help": "processed manifest to write (e.g. data/processed.json); the volumes go to processed.zarr"}
     )
-    steps: Any = field(
+    # A path on the command line; in a --config file also the steps mapping itself.
+    steps: str | dict[str, Any] | None = field(
         default=None,
         metadata={
             "type": str,
@@ -35,8 +39,14 @@ class Config:
             "larger ones in blocks; always/never force it"
         },
     )
-    block_size: int = field(default=256, metadata={"help": "block side in voxels for blockwise processing"})
+    block_size: int = field(default=256, metadata={"help": "block side in voxels for blockwise processing", "min": 8})
     max_whole_voxels: int = field(
-        default=600**3, metadata={"help": "largest volume (voxels) processed whole in auto mode"}
+        default=600**3, metadata={"help": "largest volume (voxels) processed whole in auto mode", "min": 0}
     )
-    halo: int = field(default=16, metadata={"help": "voxels of context around each block given to process_func"})
+    halo: int = field(
+        default=16, metadata={"help": "voxels of context around each block given to process_func", "min": 0}
+    )
+
+    def __post_init__(self) -> None:
+        if Path(self.output).suffix != ".json":
+            raise InputError(f"--output {self.output}: the output manifest must be a .json file")

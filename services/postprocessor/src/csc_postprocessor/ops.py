@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from csc_common.blocks import Block, iter_block_grid
 from csc_common.volumes import create_array, open_group
 from scipy import ndimage
 
@@ -47,15 +48,16 @@ class Workspace:
     def factory(self) -> Callable[[np.dtype], ArrayLike]:
         return self.new
 
-    def blocks(self) -> list[bw.Slices]:
-        return list(bw.iter_blocks(self.shape, self.block))
+    def blocks(self, *, halo: int = 0) -> list[Block]:
+        """The blocks of the workspace (one in whole mode), reads grown by ``halo`` voxels (clipped)."""
+        return list(bw.blocks_of(self.shape, self.block, halo=halo))
 
     def pointwise_blocks(self) -> list[bw.Slices]:
         """Pieces for voxel-wise work: the blocks, or 32-plane slabs in whole mode to bound temporaries."""
         if self.block is not None:
-            return self.blocks()
-        z, y, x = self.shape
-        return [(slice(a, min(a + 32, z)), slice(0, y), slice(0, x)) for a in range(0, max(z, 1), 32)]
+            return [b.write for b in self.blocks()]
+        _, y, x = self.shape
+        return [b.write for b in iter_block_grid(self.shape, (32, max(y, 1), max(x, 1)))]
 
     def close(self) -> None:
         if self.scratch_dir is not None:

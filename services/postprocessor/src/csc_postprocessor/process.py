@@ -13,22 +13,26 @@ and renamed when complete; the manifest is written last.
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from csc_common.classes import class_kind
+from csc_common import views
+from csc_common.blocks import Block
+from csc_common.classes import ClassKind
 from csc_common.errors import InputError
 from csc_common.fsutil import atomic_dir
-from csc_common.geometry import Geometry
+from csc_common.geometry import Geometry, shape3
 from csc_common.log import progress
-from csc_common.manifest import Manifest, new_manifest, now, relpath, write_manifest
+from csc_common.manifest import now
+from csc_common.views import ClassEntry, CropEntry, Encoding, Header, PredictionsView, ProcessedView
 from csc_common.volumes import create_array, multiscale_attrs, open_array, open_group
 
 from csc_postprocessor import blockwise as bw
 from csc_postprocessor.config import Config
-from csc_postprocessor.ops import ArrayLike, Volume, Workspace, make_workspace, run_steps
+from csc_postprocessor.ops import ArrayLike, Decode, Volume, Workspace, make_workspace, run_steps
 from csc_postprocessor.steps import Recipes, Step, load_recipes
 from csc_postprocessor.userfunc import ProcessFunc, call_checked, load_process_func
 
@@ -42,7 +46,7 @@ class Job:
     crop_id: int
     dataset: str
     name: str
-    kind: str
+    kind: ClassKind
     path: str
     geometry: Geometry
 
@@ -51,26 +55,21 @@ class Job:
         return f"crop {self.crop_id} class {self.name}"
 
 
-def jobs_of(manifest: Manifest) -> list[Job]:
+def jobs_of(predictions: PredictionsView) -> list[Job]:
+    """Every (crop, class) of the manifest's test crops, with the kind the manifest records for it."""
     out = []
-    for crop in manifest["crops"]:
-        for cls in crop["classes"]:
-            kind = cls.get("kind") or class_kind(cls["name"])
-            out.append(
-                Job(
-                    int(crop["id"]),
-                    crop["dataset"],
-                    cls["name"],
-                    kind,
-                    cls["path"],
-                    Geometry.from_json(cls["geometry"]),
-                )
-            )
+    for crop in predictions.crops:
+        if crop.id is None:
+            continue
+        for c in crop.classes:
+            if c.path is None:
+                raise InputError(f"{predictions.where}: crop {crop.id} class {c.name} has no array path")
+            out.append(Job(crop.id, crop.dataset, c.name, c.kind, c.path, c.geometry))
     return out
 
 
-def make_decoder(encoding: dict[str, Any]) -> Any:
-    scale = np.float32(encoding["scale"])
+def make_decoder(encoding: Encoding) -> Decode:
+    scale = np.float32(encoding.scale)
 
     def decode(values: np.ndarray) -> np.ndarray:
         return values.astype(np.float32) * scale
@@ -78,7 +77,7 @@ def make_decoder(encoding: dict[str, Any]) -> Any:
     return decode
 
 
-def finalize(vol: Volume, kind: str) -> tuple[np.dtype, Any]:
+def finalize(vol: Volume, kind: ClassKind) -> tuple[np.dtype, Callable[[np.ndarray], np.ndarray]]:
     """Output dtype and a per-block converter: uint8 0/1 (semantic) or uint32/uint64 ids (instance)."""
     if kind == "semantic":
         return np.dtype(np.uint8), lambda a: (a != 0).astype(np.uint8)
@@ -88,7 +87,7 @@ def finalize(vol: Volume, kind: str) -> tuple[np.dtype, Any]:
     return dtype, lambda a: a.astype(dtype)
 
 
-def apply_user(func: ProcessFunc, src: ArrayLike, decode: Any, job: Job, ws: Workspace, halo: int) -> Volume | None:
+def apply_user(func: ProcessFunc, src: ArrayLike, decode: Decode, job: Job, ws: Workspace, halo: int) -> Volume | None:
     """Run process_func whole, or per block with ``halo`` voxels of context (instance ids merged across faces)."""
     if ws.block is None:
         out = call_checked(
@@ -101,48 +100,45 @@ def apply_user(func: ProcessFunc, src: ArrayLike, decode: Any, job: Job, ws: Wor
         labels, n = bw.relabel_by_appearance(out)
         return Volume(labels.astype(bw.label_dtype(n)), "labels", n)
 
-    shape = job.geometry.shape
     fallback = False
 
-    def core_of(sl: bw.Slices) -> np.ndarray | None:
-        ext = tuple(slice(max(s.start - halo, 0), min(s.stop + halo, n)) for s, n in zip(sl, shape, strict=True))
-        data = decode(np.asarray(src[ext]))
+    def core_of(b: Block) -> np.ndarray | None:
         res = call_checked(
             func,
-            data,
+            decode(np.asarray(src[b.read])),
             class_name=job.name,
-            geometry=job.geometry.subgrid(ext),
-            where=f"{job.where} block {[s.start for s in sl]}",
+            geometry=job.geometry.subgrid(b.read),
+            where=f"{job.where} block {[s.start for s in b.write]}",
         )
-        if res is None:
-            return None
-        return res[tuple(slice(s.start - e.start, s.stop - e.start) for s, e in zip(sl, ext, strict=True))]
+        return None if res is None else res[b.write_in_read]
 
     if job.kind == "semantic":
         mask = ws.new(np.bool_)
-        for sl in ws.blocks():
-            core = core_of(sl)
+        for b in ws.blocks(halo=halo):
+            core = core_of(b)
             if core is None:
                 return None
-            mask[sl] = core != 0
+            mask[b.write] = core != 0
         return Volume(mask, "mask")
 
-    def local(sl: bw.Slices) -> tuple[np.ndarray, int]:
+    def local(b: Block) -> tuple[np.ndarray, int]:
         nonlocal fallback
-        core = core_of(sl)
+        core = core_of(b)
         if core is None:
             fallback = True
-            return np.zeros(tuple(s.stop - s.start for s in sl), np.int64), 0
+            return np.zeros(b.write_shape, np.int64), 0
         return bw.relabel_by_appearance(core)
 
-    labels, n = bw.label_blockwise(local, shape, ws.factory(), ws.factory(), connectivity=26, block=ws.block)
+    labels, n = bw.label_blockwise(
+        local, job.geometry.shape, ws.factory(), ws.factory(), connectivity=26, block=ws.block, halo=halo
+    )
     return None if fallback else Volume(labels, "labels", n)
 
 
 def process_job(
     job: Job,
     src: ArrayLike,
-    decode: Any,
+    decode: Decode,
     steps: tuple[Step, ...],
     func: ProcessFunc | None,
     cfg: Config,
@@ -166,25 +162,29 @@ def process_job(
     return vol, ws, how
 
 
-def run(cfg: Config, manifest: Manifest) -> Manifest:
-    """Process every (crop, class) of the predictions manifest; returns the processed manifest."""
+def run(cfg: Config) -> ProcessedView:
+    """Process every (crop, class) of the predictions manifest; returns the processed manifest as written."""
     started = now()
+    predictions = views.load(cfg.predictions, PredictionsView)
     recipes: Recipes = load_recipes(cfg.steps)
     func = load_process_func(cfg.process_file) if cfg.process_file else None
     out_manifest = Path(cfg.output)
     zarr_out = out_manifest.with_suffix(".zarr")
-    pred_zarr = manifest.resolve(manifest["zarr"])
-    open_group(pred_zarr)  # a clear error before any work
-    decode = make_decoder(manifest["encoding"])
-    jobs = jobs_of(manifest)
-    crops: dict[int, dict[str, Any]] = {}
+    open_group(predictions.zarr)  # a clear error before any work
+    decode = make_decoder(predictions.encoding)
+    jobs = jobs_of(predictions)
+    regions = [c.name for c in predictions.crops if c.id is None]
+    if regions:
+        log.info("skipping %d region volume(s) (%s): only test crops are processed", len(regions), ", ".join(regions))
+    crops: dict[int, list[ClassEntry]] = {}
+    datasets: dict[int, str] = {}
     summary = []
     with atomic_dir(zarr_out) as tmp:
         root = open_group(tmp, mode="w")
         for job in progress(jobs, desc="process", total=len(jobs), unit="volume"):
             t0 = time.perf_counter()
-            src = open_array(pred_zarr / job.path)
-            if tuple(src.shape) != job.geometry.shape:
+            src = open_array(predictions.zarr / job.path)
+            if shape3(src.shape) != job.geometry.shape:
                 raise InputError(
                     f"{job.where}: array {job.path} has shape {tuple(src.shape)}, "
                     f"the predictions manifest says {job.geometry.shape}"
@@ -210,33 +210,24 @@ def run(cfg: Config, manifest: Manifest) -> Manifest:
                     arr[sl] = block
             finally:
                 ws.close()
-            entry: dict[str, Any] = {
-                "name": job.name,
-                "kind": job.kind,
-                "path": path,
-                "geometry": job.geometry.to_json(),
-                "dtype": dtype.name,
-                "steps": how,
-                "foreground_voxels": fg,
-            }
+            details: dict[str, Any] = {"steps": how, "foreground_voxels": fg}
             if job.kind == "instance" and vol.value == "labels":
-                entry["objects"] = int(vol.count)
-            crops.setdefault(job.crop_id, {"id": job.crop_id, "dataset": job.dataset, "classes": []})
-            crops[job.crop_id]["classes"].append(entry)
+                details["objects"] = int(vol.count)
+            crops.setdefault(job.crop_id, []).append(
+                ClassEntry(job.name, job.kind, job.geometry, path, dtype.name, details)
+            )
+            datasets[job.crop_id] = job.dataset
             mode = "whole" if ws.block is None else f"blocks of {ws.block}"
             summary.append(
                 f"  crop{job.crop_id}/{job.name:<12} {job.kind:<8} {dtype.name:<6} "
                 f"{'objects=' + str(vol.count) if vol.value == 'labels' else 'fg=' + str(fg):<16} "
                 f"{mode:<15} {time.perf_counter() - t0:6.2f}s  {how}"
             )
-    data = new_manifest(
-        "processed",
-        "postprocessor",
-        started,
-        inputs=[manifest.ref(out_manifest)],
-        zarr=relpath(zarr_out, out_manifest),
-        crops=list(crops.values()),
+    view = ProcessedView(
+        header=Header.new("postprocessor", started, inputs=[predictions.ref(out_manifest)]),
+        zarr=zarr_out,
+        crops=tuple(CropEntry(cid, datasets[cid], tuple(classes)) for cid, classes in crops.items()),
     )
-    written = write_manifest(out_manifest, data)
+    written = views.save(view, out_manifest)
     log.info("processed %d volumes of %d crops -> %s\n%s", len(jobs), len(crops), zarr_out, "\n".join(summary))
     return written

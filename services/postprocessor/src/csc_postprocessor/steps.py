@@ -22,6 +22,7 @@ Example::
 
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -133,15 +134,13 @@ def parse_recipes(data: Any, source: str = "<steps>") -> Recipes:
     return Recipes(defaults, classes)
 
 
-def load_recipes(spec: Any) -> Recipes:
+def load_recipes(spec: str | Mapping[str, Any] | None) -> Recipes:
     """Recipes from a mapping, a path to a YAML/JSON file, or nothing (built-in defaults)."""
-    if spec in (None, "", {}):
+    if not spec:
         return parse_recipes({}, "<defaults>")
-    if isinstance(spec, dict):
-        return parse_recipes(spec, "steps")
-    if isinstance(spec, str):
-        path = Path(spec)
-        if not path.is_file():
-            raise InputError(f"{path}: steps file not found")
-        return parse_recipes(load_config_file(path), str(path))
-    raise InputError(f"steps: expected a mapping or a file path, got {type(spec).__name__}")
+    if isinstance(spec, Mapping):
+        return parse_recipes(dict(spec), "steps")
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(f"{path}: steps file not found")
+    return parse_recipes(load_config_file(path), str(path))

@@ -7,13 +7,13 @@
 Exit codes: 0 ok, 1 failed / blocks missing (retryable), 2 bad input.
 """
 
-from csc_common.cli import parse_config, run_main
-from csc_common.errors import InputError
-from csc_common.manifest import now, read_manifest
+from csc_common.cli import parse_command, run_main
 
 from csc_predictor.config import Config
+from csc_predictor.predict import finalize, run
 
 PROG = "csc-predict"
+COMMANDS = {"finalize": "write the predictions manifest once every shard is done (same flags as the run)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,34 +21,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    import sys
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    finalizing = bool(args) and args[0] == "finalize"
-    if finalizing:
-        args = args[1:]
-    cfg = parse_config(Config, args, PROG + (" finalize" if finalizing else ""))
-    started = now()
-    for name in ("model", "dataset", "output"):
-        if not getattr(cfg, name):
-            raise InputError(f"--{name} is required")
-    if not cfg.output.endswith(".json"):
-        raise InputError(f"--output {cfg.output}: expected a .json manifest path (arrays go beside it, .zarr)")
-    # Validate inputs before any heavy import (onnxruntime / torch happen in the engine).
-    from csc_predictor.engines import ModelSpec
-    from csc_predictor.plan import build_plan, parse_shard
-
-    spec = ModelSpec.from_manifest(read_manifest(cfg.model, "onnx-model"))
-    ds = read_manifest(cfg.dataset, "dataset")
-    parse_shard(cfg.shard)
-    if cfg.engine == "onnx" and not spec.onnx_path.is_file():
-        raise InputError(f"{spec.manifest.path}: /onnx/path: {spec.onnx_path} not found")
-    plan = build_plan(cfg, spec, ds)
-
-    from csc_predictor.predict import finalize, run
-
-    if finalizing:
-        finalize(cfg, spec, ds, plan)
+    command, cfg = parse_command(Config, argv, PROG, COMMANDS)
+    if command == "finalize":
+        finalize(cfg)
     else:
-        run(cfg, spec, ds, plan, started=started)
+        run(cfg)
     return 0

@@ -3,8 +3,10 @@
 from dataclasses import dataclass, field
 from typing import Literal
 
+from csc_common.errors import InputError
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """Predict per-class probabilities on the test crops (or a region) with an exported model.
 
@@ -13,9 +15,9 @@ class Config:
     (same flags) writes the manifest once every shard has finished.
     """
 
-    model: str = field(default="", metadata={"help": "onnx-model manifest (exporter output)"})
-    dataset: str = field(default="", metadata={"help": "dataset manifest (fetcher output)"})
-    output: str = field(default="", metadata={"help": "predictions manifest to write; arrays go to <output>.zarr"})
+    model: str = field(metadata={"help": "onnx-model manifest (exporter output)"})
+    dataset: str = field(metadata={"help": "dataset manifest (fetcher output)"})
+    output: str = field(metadata={"help": "predictions manifest to write; arrays go to <output>.zarr"})
     crops: str = field(default="test", metadata={"help": "'test' (every crop of the test manifest) or ids '1,2'"})
     roi: str = field(
         default="",
@@ -32,13 +34,15 @@ class Config:
     provider: Literal["auto", "cpu", "cuda"] = field(
         default="auto", metadata={"help": "auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU"}
     )
-    threads: int = field(default=0, metadata={"help": "intra-op threads (0: the runtime's default)"})
+    threads: int = field(default=0, metadata={"help": "intra-op threads (0: the runtime's default)", "min": 0})
     tile: str = field(default="", metadata={"help": "tile shape 'z,y,x' in voxels (default: the model's patch shape)"})
-    overlap: float = field(default=0.25, metadata={"help": "fraction of a tile shared with its neighbour, [0, 1)"})
+    overlap: float = field(
+        default=0.25, metadata={"help": "fraction of a tile shared with its neighbour, [0, 1)", "min": 0.0, "lt": 1.0}
+    )
     blend: Literal["gaussian", "linear", "constant"] = field(
         default="gaussian", metadata={"help": "weighting of overlapping tiles"}
     )
-    batch_size: int = field(default=4, metadata={"help": "tiles per inference call"})
+    batch_size: int = field(default=4, metadata={"help": "tiles per inference call", "min": 1})
     tta: bool = field(default=False, metadata={"help": "average over the 8 axis flips (8x the compute)"})
     context: str = field(
         default="",
@@ -63,5 +67,14 @@ class Config:
     )
     voxel_tolerance: float = field(
         default=0.25,
-        metadata={"help": "largest relative difference per axis between the model and the chosen EM level voxel size"},
+        metadata={
+            "help": "largest relative difference per axis between the model and the chosen EM level voxel size",
+            "min": 0.0,
+        },
     )
+
+    def __post_init__(self) -> None:
+        if self.roi and self.whole_volume:
+            raise InputError("--roi and --whole-volume exclude each other")
+        if not self.output.endswith(".json"):
+            raise InputError(f"--output {self.output}: expected a .json manifest path (arrays go beside it, .zarr)")

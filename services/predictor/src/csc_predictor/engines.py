@@ -10,15 +10,18 @@ CLI has validated its input manifests.
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from csc_common import views
+from csc_common.classes import ClassKind
 from csc_common.errors import InputError
 from csc_common.fsutil import sha256_file
-from csc_common.geometry import Vec3
-from csc_common.manifest import Manifest, read_manifest
+from csc_common.geometry import Shape3, Vec3
+from csc_common.views import ModelView, OnnxModelView, ValidShape
 
 log = logging.getLogger("csc.predict")
 
@@ -27,66 +30,52 @@ Provider = Literal["auto", "cpu", "cuda"]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the predictor needs from an ``onnx-model`` manifest."""
+    """What the predictor needs from an ``onnx-model`` manifest (its typed view, ``manifest``), flattened."""
 
-    manifest: Manifest
+    manifest: OnnxModelView
     onnx_path: Path
-    onnx_sha256: str
+    onnx_sha256: str | None
     input_name: str | None
     output_name: str | None
     channels: int
-    patch_shape: tuple[int, int, int]
+    patch_shape: Shape3
     voxel_size: Vec3
     scale: float
     offset: float
     classes: tuple[str, ...]
-    multiple: tuple[int, int, int]
-    min_shape: tuple[int, int, int]
+    class_kinds: Mapping[str, ClassKind]
+    valid_shape: ValidShape
 
     @classmethod
-    def from_manifest(cls, m: Manifest) -> "ModelSpec":
-        d = m.data
-        inp = d["input"]
+    def load(cls, path: str | Path) -> "ModelSpec":
+        """The spec of the ``onnx-model`` manifest at ``path`` (validated; InputError naming the file otherwise)."""
+        return cls.of(views.load(path, OnnxModelView))
+
+    @classmethod
+    def of(cls, m: OnnxModelView) -> "ModelSpec":
         return cls(
             manifest=m,
-            onnx_path=m.resolve(d["onnx"]["path"]),
-            onnx_sha256=d["onnx"]["sha256"],
-            input_name=d.get("input_name"),
-            output_name=d.get("output_name"),
-            channels=int(inp["channels"]),
-            patch_shape=tuple(int(v) for v in inp["patch_shape"]),  # type: ignore[arg-type]
-            voxel_size=tuple(float(v) for v in inp["voxel_size"]),  # type: ignore[arg-type]
-            scale=float(inp["normalization"]["scale"]),
-            offset=float(inp["normalization"]["offset"]),
-            classes=tuple(d["classes"]),
-            multiple=tuple(max(1, int(v)) for v in d["valid_shape"]["multiple"]),  # type: ignore[arg-type]
-            min_shape=tuple(int(v) for v in d["valid_shape"]["min"]),  # type: ignore[arg-type]
+            onnx_path=m.onnx.path,
+            onnx_sha256=m.onnx.sha256,
+            input_name=m.input_name,
+            output_name=m.output_name,
+            channels=m.input.channels,
+            patch_shape=m.input.patch_shape,
+            voxel_size=m.input.voxel_size,
+            scale=m.input.scale,
+            offset=m.input.offset,
+            classes=m.classes,
+            class_kinds=m.class_kinds,
+            valid_shape=m.valid_shape,
         )
 
-    def check_tile(self, tile: tuple[int, int, int]) -> None:
+    def check_tile(self, tile: Shape3) -> None:
         """InputError unless the model's valid-shape rule accepts ``tile``."""
-        bad = [
-            i
-            for i, (t, m, lo) in enumerate(zip(tile, self.multiple, self.min_shape, strict=True))
-            if t < max(lo, 1) or t % m
-        ]
-        if bad:
+        if not self.valid_shape.accepts(tile):
             raise InputError(
                 f"{self.manifest.path}: tile shape {list(tile)} cannot be taken by the model: each axis must be "
-                f">= {list(self.min_shape)} and a multiple of {list(self.multiple)} (valid_shape)"
+                f">= {list(self.valid_shape.min)} and a multiple of {list(self.valid_shape.multiple)} (valid_shape)"
             )
-
-    def model_manifest_path(self) -> Path | None:
-        """The trainer's ``model`` manifest this export came from (field ``model`` or an input of kind model)."""
-        ref = self.manifest.data.get("model")
-        if isinstance(ref, dict) and "path" in ref:
-            return self.manifest.resolve(ref["path"])
-        if isinstance(ref, str):
-            return self.manifest.resolve(ref)
-        for item in self.manifest.data.get("inputs", []):
-            if item.get("kind") == "model":
-                return self.manifest.resolve(item["path"])
-        return None
 
 
 def verify_onnx_file(spec: ModelSpec) -> None:
@@ -94,7 +83,7 @@ def verify_onnx_file(spec: ModelSpec) -> None:
     if not spec.onnx_path.is_file():
         raise InputError(f"{spec.manifest.path}: /onnx/path: {spec.onnx_path} not found")
     digest = sha256_file(spec.onnx_path)
-    if digest != spec.onnx_sha256:
+    if spec.onnx_sha256 is not None and digest != spec.onnx_sha256:
         raise InputError(
             f"{spec.onnx_path}: sha256 {digest[:12]}... does not match the manifest's {spec.onnx_sha256[:12]}... "
             f"({spec.manifest.path}); the file was changed or corrupted after export"
@@ -157,11 +146,11 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, spec: ModelSpec, *, provider: Provider = "auto", threads: int = 0) -> None:
-        model_path = spec.model_manifest_path()
+        model_path = spec.manifest.model_manifest
         if model_path is None:
             raise InputError(
                 f"{spec.manifest.path}: --engine torch needs the model manifest this export came from "
-                "(field 'model' or an input of kind 'model')"
+                "(an input of kind 'model')"
             )
         self.model, self.device = load_torch_model(model_path, provider=provider, threads=threads)
         import torch
@@ -182,15 +171,11 @@ def load_torch_model(model_manifest: Path, *, provider: Provider = "auto", threa
     import torch
     from csc_common import nets
 
-    m = read_manifest(model_manifest, "model")
-    ckpt = m.resolve(m.data["checkpoint"]["path"])
-    if not ckpt.is_file():
-        raise InputError(f"{m.path}: /checkpoint/path: {ckpt} not found")
-    if sha256_file(ckpt) != m.data["checkpoint"]["sha256"]:
-        raise InputError(f"{ckpt}: sha256 does not match the model manifest {m.path}")
+    m = views.load(model_manifest, ModelView)
+    ckpt = m.checkpoint.verify(f"{m.path}: /checkpoint/path")
     if threads > 0:
         torch.set_num_threads(int(threads))
-    model, _ = nets.load_model(ckpt, m.data["architecture"])
+    model, _ = nets.load_model(ckpt, dict(m.architecture))
     use_cuda = provider in ("auto", "cuda") and torch.cuda.is_available()
     if provider == "cuda" and not use_cuda:
         raise InputError("--provider cuda: torch sees no CUDA device")
@@ -204,7 +189,7 @@ def make_engine(spec: ModelSpec, *, engine: str, provider: Provider, threads: in
     return OnnxEngine(spec, provider=provider, threads=threads)
 
 
-def probe(engine: "OnnxEngine | TorchEngine", spec: ModelSpec, tile: tuple[int, int, int]) -> None:
+def probe(engine: "OnnxEngine | TorchEngine", spec: ModelSpec, tile: Shape3) -> None:
     """Run one zero tile: the model must take ``tile`` and return ``(1, K, *tile)`` logits."""
     x = np.zeros((1, spec.channels, *tile), np.float32)
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from csc_common.errors import InputError
 from csc_common.fsutil import atomic_write_text
-from csc_common.geometry import Geometry
+from csc_common.geometry import Geometry, Slices3, slices3
 from csc_common.volumes import create_array, multiscale_attrs, open_array, open_group, read_resampled
 
 _EPS = 1e-6
@@ -35,9 +35,9 @@ class EmSource:
     geometry: Geometry
 
 
-def inside_slices(source: Geometry, target: Geometry) -> tuple[slice, slice, slice] | None:
+def inside_slices(source: Geometry, target: Geometry) -> Slices3 | None:
     """Index slices of ``target`` voxels whose positions fall within ``source``'s sample extent."""
-    out = []
+    starts, stops = [], []
     for t0, n_src, vs_src, T, n, V in zip(
         source.translation,
         source.shape,
@@ -52,8 +52,9 @@ def inside_slices(source: Geometry, target: Geometry) -> tuple[slice, slice, sli
         hi = min(n, math.floor((last - T) / V + _EPS) + 1)
         if hi <= lo:
             return None
-        out.append(slice(lo, hi))
-    return tuple(out)  # type: ignore[return-value]
+        starts.append(lo)
+        stops.append(hi)
+    return slices3(starts, stops)
 
 
 def read_em(src: EmSource, target: Geometry, *, arr: Any = None) -> np.ndarray | None:

@@ -12,7 +12,6 @@ validated (and an unsharded run that meets bad input mid-way, e.g. a
 truncated EM chunk, removes what it wrote), so bad input leaves no output.
 """
 
-import json
 import logging
 import os
 import shutil
@@ -21,40 +20,53 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from csc_common.classes import class_kind
-from csc_common.errors import InputError, StageFailed
-from csc_common.fsutil import sha256_file
-from csc_common.geometry import Geometry
+from csc_common import views
+from csc_common.errors import CscError, InputError, StageFailed
+from csc_common.geometry import Geometry, Shape3, int3, slices3
 from csc_common.log import progress
-from csc_common.manifest import Manifest, new_manifest, now, read_manifest, relpath, write_manifest
+from csc_common.manifest import now
+from csc_common.views import ClassEntry, CropEntry, DatasetView, Encoding, Header, PredictionsView
 from csc_common.volumes import open_array
 
+from csc_predictor.config import Config
 from csc_predictor.engines import ModelSpec, make_engine, probe
 from csc_predictor.io import BlockMarkers, em_presence, encode, encoding_scale, ensure_array, read_em
-from csc_predictor.plan import Block, Plan, markers_dir, parse_shard, shard_blocks
-from csc_predictor.tiling import sliding_window
+from csc_predictor.plan import Plan, TargetBlock, build_plan, markers_dir, parse_shard, shard_blocks
+from csc_predictor.tiling import Infer, sliding_window
 
 log = logging.getLogger("csc.predict")
 
 
-def input_geometry(block: Block, plan: Plan) -> tuple[Geometry, tuple[int, ...]]:
-    """The grid read for a block: the block grown by the context, and to at least one tile (centred)."""
+def load_inputs(cfg: Config) -> tuple[ModelSpec, DatasetView, Plan]:
+    """The input manifests and the plan, every check done before any output is touched or an engine imported."""
+    spec = ModelSpec.load(cfg.model)
+    ds = views.load(cfg.dataset, DatasetView)
+    parse_shard(cfg.shard)
+    if cfg.engine == "onnx" and not spec.onnx_path.is_file():
+        raise InputError(f"{spec.manifest.path}: /onnx/path: {spec.onnx_path} not found")
+    return spec, ds, build_plan(cfg, spec, ds)
+
+
+def input_geometry(tb: TargetBlock, plan: Plan) -> tuple[Geometry, Shape3]:
+    """The grid read for a block: its read region (write grown by the context), grown to at least one tile (centred).
+
+    Also returns where the write region starts inside that grid.
+    """
     lo, hi = [], []
-    for s, c, t in zip(block.slices, plan.context, plan.tile, strict=True):
-        n = s.stop - s.start
-        extra = max(0, t - (n + 2 * c))
-        lo.append(s.start - c - extra // 2)
-        hi.append(s.stop + c + extra - extra // 2)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    return block.target.geometry.subgrid(sl), tuple(s.start - a for s, a in zip(block.slices, lo, strict=True))
+    for r, t in zip(tb.block.read, plan.tile, strict=True):
+        extra = max(0, t - (r.stop - r.start))
+        lo.append(r.start - extra // 2)
+        hi.append(r.stop + extra - extra // 2)
+    offset = int3(w.start - a for w, a in zip(tb.write, lo, strict=True))
+    return tb.target.geometry.subgrid(slices3(lo, hi)), offset
 
 
 def predict_block(
-    block: Block, plan: Plan, spec: ModelSpec, engine: Any, *, cfg: Any, em_array: Any = None
+    block: TargetBlock, plan: Plan, spec: ModelSpec, engine: Infer, *, cfg: Config, em_array: Any = None
 ) -> dict[str, np.ndarray] | None:
     """Per-class probabilities (float32) of one block; None where the block has no EM on disk."""
     t = block.target
-    out_geom = t.geometry.subgrid(block.slices)
+    out_geom = t.geometry.subgrid(block.write)
     if em_presence(t.em, out_geom)[0] == 0:
         return None
     in_geom, off = input_geometry(block, plan)
@@ -72,8 +84,8 @@ def predict_block(
         batch_size=cfg.batch_size,
         tta=cfg.tta,
     )
-    sl = tuple(slice(o, o + n) for o, n in zip(off, out_geom.shape, strict=True))
-    return {name: probs[(ch, *sl)] for ch, name in t.classes}
+    sl = slices3(off, (o + n for o, n in zip(off, out_geom.shape, strict=True)))
+    return {name: probs[ch][sl] for ch, name in t.classes}
 
 
 def prepare_outputs(plan: Plan, output: Path, *, sharded: bool, dtype: str) -> BlockMarkers:
@@ -97,8 +109,10 @@ def prepare_outputs(plan: Plan, output: Path, *, sharded: bool, dtype: str) -> B
     return markers
 
 
-def run(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started: str) -> Manifest | None:
-    """Predict this shard's blocks; without sharding also write the manifest. Returns it when written."""
+def run(cfg: Config) -> PredictionsView | None:
+    """Predict this shard's blocks; without sharding also write the manifest and return it (None for a shard)."""
+    started = now()
+    spec, ds, plan = load_inputs(cfg)
     output = Path(cfg.output)
     shard = parse_shard(cfg.shard)
     engine = make_engine(spec, engine=cfg.engine, provider=cfg.provider, threads=cfg.threads)
@@ -132,8 +146,8 @@ def run(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started
                 if key not in arrays:
                     arrays[key] = open_array(zarr_root / key, mode="r+")
                 # A block without EM is written as fill (0) too, so a reused zarr holds no stale values.
-                arrays[key][block.slices] = 0 if probs is None else encode(probs[name], cfg.dtype)
-            voxels += int(np.prod([s.stop - s.start for s in block.slices]))
+                arrays[key][block.write] = 0 if probs is None else encode(probs[name], cfg.dtype)
+            voxels += int(np.prod(block.block.write_shape))
             markers.mark_done(
                 block.id,
                 {
@@ -165,21 +179,30 @@ def run(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started
     if shard is not None:
         log.info("shard %d/%d done; run 'csc-predict finalize' with the same arguments once every shard is", *shard)
         return None
-    return finalize(cfg, spec, ds_manifest, plan, started=started)
+    return _finalize(cfg, spec, ds, plan, started=started)
 
 
-def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, started: str | None = None) -> Manifest:
+def finalize(cfg: Config) -> PredictionsView:
+    """``csc-predict finalize``: write the predictions manifest once every block of the plan is done (exit 1 if not)."""
+    spec, ds, plan = load_inputs(cfg)
+    return _finalize(cfg, spec, ds, plan)
+
+
+def _finalize(
+    cfg: Config, spec: ModelSpec, ds: DatasetView, plan: Plan, *, started: str | None = None
+) -> PredictionsView:
     """Write the predictions manifest if every block of the plan is done; else list the missing ones (exit 1)."""
     output = Path(cfg.output)
     markers = BlockMarkers(markers_dir(output), plan.hash)
     done = markers.done_ids()
     if not done and output.is_file():
         try:
-            if json.loads(output.read_text()).get("plan_hash") == plan.hash:  # finalized already (a rerun)
-                log.info("%s: already finalized for this plan", output)
-                return read_manifest(output, "predictions")
-        except (OSError, json.JSONDecodeError):
-            pass
+            written = views.load(output, PredictionsView)
+        except CscError:  # not a manifest of ours: finalize overwrites it below, or reports the missing blocks
+            written = None
+        if written is not None and written.plan_hash == plan.hash:  # finalized already (a rerun)
+            log.info("%s: already finalized for this plan", output)
+            return written
     if not done:
         raise StageFailed(
             f"{markers.folder}: no block of this plan is done for {output}; run the predictor "
@@ -199,66 +222,51 @@ def finalize(cfg: Any, spec: ModelSpec, ds_manifest: Manifest, plan: Plan, *, st
     providers = sorted({r.get("provider", "?") for r in records})
     threads = records[0].get("threads", {}) if records else {}
     zarr_root = output.with_suffix(".zarr")
-    entries = []
-    for t in plan.targets:
-        entries.append(
-            {
-                "id": t.crop_id,
-                "dataset": t.dataset,
-                "classes": [
-                    {
-                        "name": name,
-                        "kind": class_kind(name),
-                        "path": t.path(name),
-                        "geometry": t.geometry.to_json(),
-                        "dtype": cfg.dtype,
-                    }
-                    for _, name in t.classes
-                ],
-            }
+    crops = tuple(
+        CropEntry(
+            t.crop_id,
+            t.dataset,
+            tuple(ClassEntry(name, plan.kinds[name], t.geometry, t.path(name), cfg.dtype) for _, name in t.classes),
         )
-    crops = [e for e in entries if e["id"] is not None]
-    volumes = [{k: v for k, v in e.items() if k != "id"} for e in entries if e["id"] is None]
-    empty = sum(1 for r in records if r.get("empty"))
-    body: dict[str, Any] = {
-        "zarr": relpath(zarr_root, output),
-        "encoding": {"dtype": cfg.dtype, "scale": encoding_scale(cfg.dtype)},
-        "provider": ",".join(providers),
+        for t in plan.targets
+    )
+    details: dict[str, Any] = {
         "engine": cfg.engine,
         "threads": threads,
         "tiling": {
             k: plan.params[k] for k in ("tile", "overlap", "blend", "batch_size", "tta", "context", "block", "chunk")
         },
         "selection": {k: plan.params[k] for k in ("crops", "roi", "whole_volume", "volume")},
-        "plan_hash": plan.hash,
         "em_levels": sorted({f"{t.dataset}:{t.em.level_path}" for t in plan.targets}),
         "counts": {
             "blocks": len(plan.blocks),
-            "empty_blocks": empty,
+            "empty_blocks": sum(1 for r in records if r.get("empty")),
             "shards": len({tuple(r["shard"]) for r in records if r.get("shard")}) or 1,
             "seconds": round(sum(float(r.get("seconds", 0.0)) for r in records), 3),
         },
-        "crops": crops,
     }
-    if volumes:
-        body["volumes"] = volumes
-    inputs = [
-        {"kind": "onnx-model", "path": relpath(spec.manifest.path, output), "sha256": sha256_file(spec.manifest.path)},
-        {"kind": "dataset", "path": relpath(ds_manifest.path, output), "sha256": sha256_file(ds_manifest.path)},
-    ]
-    first = started or min((r.get("started") for r in records if r.get("started")), default=None) or now()
-    manifest = write_manifest(output, new_manifest("predictions", "predictor", first, inputs=inputs, **body))
+    first = started or min((str(r["started"]) for r in records if r.get("started")), default=None) or now()
+    view = PredictionsView(
+        header=Header.new("predictor", first, inputs=[spec.manifest.ref(output), ds.ref(output)]),
+        details=details,
+        zarr=zarr_root,
+        encoding=Encoding(cfg.dtype, encoding_scale(cfg.dtype)),
+        crops=crops,
+        provider=",".join(providers),
+        plan_hash=plan.hash,
+    )
+    written = views.save(view, output)
     markers.remove()
-    _summary(plan, body, output)
-    return manifest
+    _summary(plan, written, output)
+    return written
 
 
-def _summary(plan: Plan, body: dict[str, Any], output: Path) -> None:
+def _summary(plan: Plan, view: PredictionsView, output: Path) -> None:
     log.info(
         "predictions: %s (%s, provider %s, tile %s, overlap %s, blend %s%s)",
         output,
-        body["engine"],
-        body["provider"],
+        view.details["engine"],
+        view.provider,
         "x".join(map(str, plan.tile)),
         plan.params["overlap"],
         plan.params["blend"],
