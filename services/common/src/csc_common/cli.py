@@ -5,7 +5,7 @@ from it (argparse-dataclass), lets ``--config FILE`` (YAML or JSON) supply the
 same fields and lets flags override the file. Values from the file go through
 the same conversion and checks as flags — types, ``Literal`` choices,
 booleans from ``true/false/yes/no/1/0`` only, the field's range
-(``metadata`` keys ``min``, ``max``, ``gt``) — and so do the flags' values,
+(``metadata`` keys ``min``, ``max``, ``gt``, ``lt``) — and so do the flags' values,
 before any work starts; a field without a default is required, from either
 place. Errors name the file or flag, the field, the value and what was
 expected, on one line (exit 2). ``run_main`` maps errors to exit codes
@@ -163,7 +163,7 @@ def _describe(tp: Any) -> str:
 
 
 def check_range(value: Any, meta: Mapping[str, Any], where: str) -> None:
-    """The field's range from its metadata: ``min`` / ``max`` (inclusive), ``gt`` (exclusive)."""
+    """The field's range from its metadata: ``min`` / ``max`` (inclusive), ``gt`` / ``lt`` (exclusive)."""
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -174,6 +174,8 @@ def check_range(value: Any, meta: Mapping[str, Any], where: str) -> None:
         raise InputError(f"{where}: must be > {meta['gt']}, got {value}")
     if "max" in meta and value > meta["max"]:
         raise InputError(f"{where}: must be <= {meta['max']}, got {value}")
+    if "lt" in meta and value >= meta["lt"]:
+        raise InputError(f"{where}: must be < {meta['lt']}, got {value}")
 
 
 # ---------------------------------------------------------------- parsing
