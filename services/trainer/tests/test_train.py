@@ -12,6 +12,7 @@ from csc_trainer.cli import main
 from csc_trainer.train import iou_from_counts, lr_factor, masked_bce
 
 QUIET = ["-q", "--no-tensorboard", "--no-plots"]
+TINY = ["--patch-shape", "8,8,8", "--depth", "2", "--base-features", "4", "--batch-size", "1"]  # fastest net
 
 
 def test_unannotated_class_gets_zero_gradient():
@@ -177,14 +178,7 @@ def _corrupt_checkpoint(tmp_path, fixture_dataset):
         "2",
         "--stop-after",
         "1",
-        "--patch-shape",
-        "8,8,8",
-        "--depth",
-        "2",
-        "--base-features",
-        "4",
-        "--batch-size",
-        "1",
+        *TINY,
     )
     assert rc == 0
     ck = out.parent / "checkpoints" / "latest.pt"
@@ -284,16 +278,7 @@ def test_model_manifest_copies_the_dataset_class_kinds(tmp_path, make_fixture_da
         "2",
         "--validate-every",
         "2",
-        "--patch-shape",
-        "8,8,8",
-        "--depth",
-        "2",
-        "--base-features",
-        "4",
-        "--batch-size",
-        "1",
-        "--no-plots",
-        "--no-tensorboard",
+        *TINY,
     )
     assert rc == 0
     m = views.load(out, ModelView)

@@ -30,8 +30,23 @@ def _class_list(value: str, flag: str) -> list[str]:
     return classes
 
 
+class _Selection:
+    """The parsed ``--classes`` and ``--crops`` of both configs (read from the fields of the same names)."""
+
+    classes: str
+    crops: str
+
+    @property
+    def class_list(self) -> list[str]:
+        return _class_list(self.classes, "--classes")
+
+    @property
+    def crop_ids(self) -> list[int]:
+        return parse_crop_ids(self.crops, "--crops")
+
+
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(_Selection):
     """Train a 2D or 3D U-Net on the training crops of a dataset manifest; writes a model manifest."""
 
     dataset: str = field(metadata=_h("dataset manifest (fetcher output), e.g. data/dataset.json"))
@@ -136,14 +151,6 @@ class TrainConfig:
 
     # -- parsed views ------------------------------------------------------
     @property
-    def class_list(self) -> list[str]:
-        return _class_list(self.classes, "--classes")
-
-    @property
-    def crop_ids(self) -> list[int]:
-        return parse_crop_ids(self.crops, "--crops")
-
-    @property
     def patch(self) -> Shape3:
         if not self.patch_shape:
             return (32, 32, 32) if self.dims == 3 else (1, 64, 64)
@@ -167,7 +174,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DatasplitConfig:
+class DatasplitConfig(_Selection):
     """Write the training/validation split of a dataset's training crops as a CSV (the original's datasplit.csv)."""
 
     dataset: str = field(metadata=_h("dataset manifest (fetcher output)"))
@@ -189,14 +196,6 @@ class DatasplitConfig:
         self.class_list  # noqa: B018 - parse checks
         self.crop_ids  # noqa: B018
         self.scale_nm  # noqa: B018
-
-    @property
-    def class_list(self) -> list[str]:
-        return _class_list(self.classes, "--classes")
-
-    @property
-    def crop_ids(self) -> list[int]:
-        return parse_crop_ids(self.crops, "--crops")
 
     @property
     def dataset_names(self) -> list[str]:
