@@ -1,6 +1,8 @@
 """ONNX export, verification, stored test tensors and bad input (csc_exporter)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -127,3 +129,16 @@ def test_required_field_and_config_file_range_are_one_line(model_manifest, tmp_p
         f"csc-export: error: {cfg}: tolerance: must be > 0, got -1.0"
     ]
     assert not out.exists()
+
+
+def test_bad_checkpoint_fails_before_torch_is_imported(model_manifest):
+    model_json = model_manifest(dims=3)
+    _corrupt(model_json)
+    argv = ["--model", str(model_json), "--output", str(model_json.parent / "onnx-model.json")]
+    code = (
+        f"import sys; from csc_exporter.cli import main; rc = main({argv!r}); "
+        "print(rc, 'torch' in sys.modules, 'onnxruntime' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.stdout.split() == ["2", "False", "False"], res.stderr
+    assert "sha256 does not match" in res.stderr

@@ -1,6 +1,8 @@
 """Training: masked loss, overfitting, resume, outputs, config files and bad input (csc_trainer.train / cli)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -317,3 +319,12 @@ def test_range_violation_in_a_config_file_names_file_and_field(tmp_path, fixture
     assert main(["--config", str(cfg), "--dataset", str(fixture_dataset), "--output", str(out)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"csc-train: error: {cfg}: {message}"]
     assert not out.exists()
+
+
+def test_bad_input_fails_before_torch_is_imported(tmp_path, fixture_dataset):
+    """The dataset manifest is loaded and the classes checked first: a bad class never pays torch's import."""
+    argv = ["--dataset", str(fixture_dataset), "--output", str(tmp_path / "m" / "model.json"), "--classes", "mito,pm"]
+    code = f"import sys; from csc_trainer.cli import main; rc = main({argv!r}); print(rc, 'torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.stdout.split() == ["2", "False"], res.stderr
+    assert "pm annotated in no training crop" in res.stderr
