@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The fetcher's S3 test doubles (s3_doubles: local S3 server, uploads) live with its tests.
+FETCHER_TESTS = str(REPO / "services" / "fetcher" / "tests")
+if FETCHER_TESTS not in sys.path:
+    sys.path.insert(0, FETCHER_TESTS)
 
 # stage -> (image, console script)
 STAGES: dict[str, tuple[str, str]] = {

@@ -23,7 +23,7 @@ def bucket(tmp_path_factory):
 @pytest.fixture(scope="module")
 def moto(bucket):
     from csc_fetcher import synthetic
-    from csc_fetcher.testing import start_moto, upload_folder
+    from s3_doubles import start_moto, upload_folder
 
     server, endpoint, _ = start_moto()
     upload_folder(endpoint, synthetic.BUCKET_NAME, bucket, include=(f"{DS}/", "manifest.csv", "test_crop_manifest.csv"))

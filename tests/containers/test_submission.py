@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     from csc_fetcher import synthetic
-    from csc_fetcher.testing import start_moto, upload_folder
+    from s3_doubles import start_moto, upload_folder
 
     root = tmp_path_factory.mktemp("bucket") / "bucket"
     synthetic.generate(root, seed=0, size="tiny")

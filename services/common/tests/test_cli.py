@@ -145,6 +145,19 @@ def test_union_and_mapping_fields_and_exclusive_upper_bound(tmp_path):
     assert parse_config(Mapped, ["--overlap", "0.99"], "t").overlap == 0.99
 
 
+def test_exclusive_upper_bound_and_long_flag_names():
+    @dataclass(frozen=True, kw_only=True)
+    class Bounded:
+        ratio: float = field(default=0.5, metadata={"min": 0, "lt": 1})
+        pad: int = field(default=0, metadata={"args": ["-p", "--pad"], "min": 0})
+
+    assert parse_config(Bounded, ["--ratio", "0.99"], "t").ratio == 0.99
+    with pytest.raises(InputError, match=r"^--ratio: must be < 1, got 1.0$"):
+        parse_config(Bounded, ["--ratio", "1"], "t")
+    with pytest.raises(InputError, match=r"^--pad: must be >= 0, got -1$"):
+        parse_config(Bounded, ["-p", "-1"], "t")
+
+
 def test_required_field_may_come_from_the_file(tmp_path):
     assert parse_config(Typed, ["--config", _file(tmp_path, '{"dataset": "f"}', "c.json")], "t").dataset == "f"
 

@@ -23,6 +23,7 @@ def make_model(
     norm: str = "batch",
     patch=None,
     seed: int = 0,
+    class_kinds: dict[str, str] | None = None,
 ) -> Path:
     """Write checkpoint, sample_input.npy and model.json under ``folder``; returns the manifest path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,7 @@ def make_model(
             "normalization": {"scale": 1 / 255, "offset": 0.0},
         },
         "classes": list(classes),
+        **({"class_kinds": class_kinds} if class_kinds else {}),
         "output": "logits",
         "valid_shape": {"multiple": [1 if dims == 2 else m, m, m], "min": [1 if dims == 2 else m, m, m]},
         "checkpoint": artifact(ck, out),

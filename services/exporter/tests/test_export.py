@@ -1,12 +1,16 @@
 """ONNX export, verification, stored test tensors and bad input (csc_exporter)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from csc_common import views
 from csc_common.manifest import read_manifest
+from csc_common.views import OnnxModelView
 from csc_exporter.cli import main
 
 
@@ -79,7 +83,7 @@ def _wrong_arch(model_json):
 @pytest.mark.parametrize(
     ("break_it", "expect"),
     [
-        (_corrupt, "sha256 does not match the model manifest"),
+        (_corrupt, "sha256 does not match the one recorded in"),
         (_corrupt_consistently, "corrupt or unreadable checkpoint"),
         (_wrong_arch, "does not match the manifest's"),
         (lambda p: (p.parent / "checkpoints" / "best.pt").unlink(), "not found"),
@@ -94,3 +98,47 @@ def test_bad_input_one_line_exit_2(model_manifest, capsys, break_it, expect):
     assert rc == 2, err
     assert len(err) == 1 and err[0].startswith("csc-export: error: ") and expect in err[0], err
     assert not out.exists() and not (model_json.parent / "model.onnx").exists()
+
+
+def test_onnx_manifest_carries_the_model_class_kinds(model_manifest):
+    """Kinds are copied from the model manifest (here: er recorded as an instance class), not re-derived."""
+    kinds = {"mito": "instance", "nuc": "semantic", "er": "instance"}
+    rc, out = _export(model_manifest(dims=2, class_kinds=kinds))
+    assert rc == 0
+    view = views.load(out, OnnxModelView)
+    assert dict(view.class_kinds) == kinds and view.classes == ("mito", "nuc", "er")
+    assert view.test_source == "trainer sample patch" and view.test_input is not None
+    assert view.test_input.verify(view.where).name == "test_input.npy"
+    assert view.model_manifest == (out.parent / "model.json").resolve()
+    assert view.to_json(out) == json.loads(out.read_text())  # the view gives back exactly the written file
+
+
+def test_required_field_and_config_file_range_are_one_line(model_manifest, tmp_path, capsys):
+    model_json = model_manifest(dims=3)
+    out = tmp_path / "onnx" / "onnx-model.json"
+    assert main(["--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("csc-export: error: --model is required (model manifest"), err
+    cfg = tmp_path / "export.yaml"
+    cfg.write_text(f"model: {model_json}\noutput: {out}\nopset: 16\n")
+    assert main(["--config", str(cfg)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"csc-export: error: {cfg}: opset: must be >= 17, got 16"]
+    cfg.write_text(f"model: {model_json}\noutput: {out}\ntolerance: -1\n")
+    assert main(["--config", str(cfg)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"csc-export: error: {cfg}: tolerance: must be > 0, got -1.0"
+    ]
+    assert not out.exists()
+
+
+def test_bad_checkpoint_fails_before_torch_is_imported(model_manifest):
+    model_json = model_manifest(dims=3)
+    _corrupt(model_json)
+    argv = ["--model", str(model_json), "--output", str(model_json.parent / "onnx-model.json")]
+    code = (
+        f"import sys; from csc_exporter.cli import main; rc = main({argv!r}); "
+        "print(rc, 'torch' in sys.modules, 'onnxruntime' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.stdout.split() == ["2", "False", "False"], res.stderr
+    assert "sha256 does not match" in res.stderr

@@ -30,7 +30,10 @@ import zarr
 from csc_common.geometry import Geometry
 from csc_common.volumes import open_group, read_levels, write_multiscale
 from csc_fetcher import synthetic
-from csc_fetcher.testing import upload_folder
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # the S3 test doubles live with the fetcher's tests
+sys.path.insert(0, str(TESTS))
+from s3_doubles import upload_folder  # noqa: E402
 
 DS = "syn_iso-1"
 EM = f"{DS}/{DS}.zarr/recon-1/em/fibsem-uint8"
@@ -147,7 +150,7 @@ def main() -> int:
         n += upload_folder(endpoint, "bench-large", large, include=(f"{DS}/",), workers=16)
         print(f"uploaded {n} objects to moto in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         px = subprocess.Popen(
-            [sys.executable, "-m", "csc_fetcher.testing", "proxy", str(port), "--latency", str(args.latency)],
+            [sys.executable, str(TESTS / "s3_doubles.py"), "proxy", str(port), "--latency", str(args.latency)],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -1,13 +1,20 @@
 """Fixtures of the fetcher tests: a generated tiny synthetic bucket and one fetch of it.
 
 The real challenge CSVs come from the root conftest's ``shared_cellmap`` fixture.
+This folder goes on ``sys.path`` so the tests import the S3 test doubles
+(``s3_doubles``) beside them.
 """
 
+import sys
 from pathlib import Path
 
 import pytest
 from csc_fetcher import synthetic
 from csc_fetcher.cli import main
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 
 @pytest.fixture(scope="session")

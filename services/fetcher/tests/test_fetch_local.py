@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from csc_common import views
 from csc_common.crops import read_crop_manifest
 from csc_common.geometry import Geometry
 from csc_common.manifest import read_manifest
+from csc_common.views import DatasetView
 from csc_common.volumes import read_levels
 from csc_fetcher import synthetic
 from csc_fetcher.cli import main
@@ -172,6 +174,8 @@ def test_dry_run_prints_plan_and_writes_nothing(
         (["--num-workers", "0"], "num-workers"),
         (["--resolution", "abc"], "resolution"),
         (["--access-mode", "delete"], ""),
+        (["--instance-classes", "mito,mitoo"], "--instance-classes: unknown class(es) mitoo"),
+        (["--crops", "tran"], "--crops: expected 'all', 'test', 'train' or comma-separated crop ids"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -184,6 +188,44 @@ def test_bad_input_exits_2_with_one_line(
     if match:
         assert len(err.splitlines()) == 1 and err.startswith("csc-fetch: error:")
     assert not (dest / "dataset.json").exists() and not (dest / "syn_iso-1").exists()
+
+
+def test_instance_classes_override_is_recorded_once_in_the_manifest(tmp_path: Path, tiny_bucket: Path) -> None:
+    dest = tmp_path / "d"
+    assert _fetch(tiny_bucket, dest, "--crops", "101,902", "--instance-classes", "mito, er") == 0
+    view = views.load(dest / "dataset.json", DatasetView)
+    assert {c.id for c in view.crops} == {101, 902}
+    kinds = view.class_kinds()
+    assert {"mito", "er", "nuc"} <= set(kinds)
+    assert kinds == {n: ("instance" if n in ("mito", "er") else "semantic") for n in kinds}
+    raw = json.loads((dest / "dataset.json").read_text())
+    assert all(k["kind"] == kinds[k["name"]] for c in raw["crops"] for k in c["classes"])
+    assert view.to_json(dest / "dataset.json") == raw  # the view gives back exactly the written file
+    # default: the challenge's table
+    assert _fetch(tiny_bucket, tmp_path / "e", "--crops", "101") == 0
+    default = views.load(tmp_path / "e" / "dataset.json", DatasetView).class_kinds()
+    assert default["mito"] == "instance" and default["er"] == "semantic"
+
+
+def test_range_violation_in_a_config_file_is_one_line(
+    tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "fetch.yaml"
+    cfg.write_text("crops: '101'\nraw_padding: -3\n")
+    dest = tmp_path / "d"
+    assert _fetch(tiny_bucket, dest, "--config", str(cfg)) == 2
+    assert capsys.readouterr().err.splitlines() == [f"csc-fetch: error: {cfg}: raw_padding: must be >= 0, got -3"]
+    cfg.write_text("timeout: 0\n")
+    assert _fetch(tiny_bucket, dest, "--config", str(cfg)) == 2
+    assert capsys.readouterr().err.splitlines() == [f"csc-fetch: error: {cfg}: timeout: must be > 0, got 0.0"]
+    assert not dest.exists()
+
+
+def test_local_source_needs_a_bucket_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--source", "local", "--dest", str(tmp_path / "d"), "-q"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "csc-fetch: error: --source local needs --bucket-dir (a folder in bucket layout)"
+    ]
 
 
 def test_malformed_manifest_exits_2(tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ import zarr
 from csc_common.manifest import read_manifest
 from csc_fetcher import synthetic
 from csc_fetcher.cli import main
-from csc_fetcher.testing import FaultPlan, FaultProxy, s3_client, start_moto, upload_folder
+from s3_doubles import FaultPlan, FaultProxy, s3_client, start_moto, upload_folder
 
 pytestmark = pytest.mark.slow
 BUCKET = synthetic.BUCKET_NAME

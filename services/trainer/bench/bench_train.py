@@ -1,6 +1,6 @@
 """Benchmark of csc-train on CPU: iterations/s of the demo config and peak RSS against the number of crops.
 
-Fetches the synthetic demo dataset (or uses ``--dataset``), then trains the
+Fetches the synthetic demo dataset with ``csc-fetch`` (or uses ``--dataset``), then trains the
 demo config (all defaults except ``--iterations``) in a fresh process per run
 on 1x, 2x and 4x the training crops. The 2x/4x manifests list every training
 crop again under new ids (same arrays), which is what matters here: the
@@ -13,16 +13,18 @@ must stay flat. Last line:
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
 def child(args: list[str]) -> None:
     """Run csc-train in this process; print peak RSS (MiB) and it/s as JSON."""
-    from csc_common.manifest import read_manifest
+    from csc_common import views
     from csc_trainer.cli import main
 
     out = Path(args[args.index("--output") + 1])
@@ -30,7 +32,7 @@ def child(args: list[str]) -> None:
     rc = main(args)
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    tr = read_manifest(out, "model")["training"] if rc == 0 else {}
+    tr = views.load(out, views.ModelView).details["training"] if rc == 0 else {}
     print(
         json.dumps(
             {
@@ -46,21 +48,13 @@ def child(args: list[str]) -> None:
 
 def multiply(dataset: Path, factor: int, dest: Path) -> Path:
     """A copy of the dataset manifest listing every training crop ``factor`` times (new ids, same arrays)."""
-    from csc_common.manifest import read_manifest, relpath, write_manifest
+    from csc_common import views
 
-    ds = read_manifest(dataset, "dataset")
-    data = json.loads(json.dumps(ds.data))
-    for d in data["datasets"]:
-        d["zarr"] = relpath(ds.resolve(d["zarr"]), dest)
-    data["test_manifest"] = relpath(ds.resolve(data["test_manifest"]), dest)
-    if "truth" in data:
-        data["truth"] = relpath(ds.resolve(data["truth"]), dest)
-    train = [c for c in data["crops"] if c["split"] == "train"]
-    top = max(c["id"] for c in data["crops"]) + 1
-    for k in range(1, factor):
-        for c in train:
-            data["crops"].append({**c, "id": c["id"] + k * top})
-    write_manifest(dest, data)
+    ds = views.load(dataset, views.DatasetView)
+    train = [c for c in ds.crops_of("train") if c.id is not None]
+    top = max(c.id for c in ds.crops if c.id is not None) + 1
+    extra = [replace(c, id=c.id + k * top) for k in range(1, factor) for c in train if c.id is not None]
+    views.save(replace(ds, crops=ds.crops + tuple(extra)), dest)  # paths re-relativised to dest
     return dest
 
 
@@ -101,22 +95,10 @@ def main() -> int:
         if a.dataset:
             dataset = Path(a.dataset).resolve()
         else:
-            from csc_fetcher.cli import main as fetch
-
             dataset = root / "data" / "dataset.json"
-            if fetch(
-                [
-                    "--source",
-                    "synthetic",
-                    "--size",
-                    "demo",
-                    "--dest",
-                    str(dataset.parent),
-                    "--output",
-                    str(dataset),
-                    "-q",
-                ]
-            ):
+            fetch = shutil.which("csc-fetch") or str(Path(sys.executable).with_name("csc-fetch"))
+            cmd = [fetch, "--source", "synthetic", "--size", "demo", "--dest", str(dataset.parent)]
+            if subprocess.run([*cmd, "--output", str(dataset), "-q"], check=False).returncode:
                 sys.exit("bench train: synthetic fetch failed")
         r1 = run_child(dataset, root / "m1" / "model.json", a.iterations, extra)
         print(

@@ -67,11 +67,18 @@ def em(g: Geometry, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_dataset(root: Path, *, crops: Sequence[dict[str, Any]] | None = None, n_copies: int = 1) -> Path:
+def make_dataset(
+    root: Path,
+    *,
+    crops: Sequence[dict[str, Any]] | None = None,
+    n_copies: int = 1,
+    instance: Sequence[str] = ("mito", "nuc", "ves"),
+) -> Path:
     """Write the fixture under ``root``; returns the dataset manifest path.
 
     ``crops``: dicts {id, box_start (nm), shape, voxel_size, classes, split};
-    ``n_copies`` repeats the training crops under new ids (for RSS benchmarks).
+    ``n_copies`` repeats the training crops under new ids (for RSS benchmarks);
+    ``instance``: the classes the manifest records as instance classes.
     """
     root.mkdir(parents=True, exist_ok=True)
     name = "fx-1"
@@ -112,7 +119,7 @@ def make_dataset(root: Path, *, crops: Sequence[dict[str, Any]] | None = None, n
             for cls in c["classes"]:
                 entry: dict[str, Any] = {
                     "name": cls,
-                    "kind": "instance" if cls in ("mito", "nuc", "ves") else "semantic",
+                    "kind": "instance" if cls in instance else "semantic",
                     "geometry": g.to_json(),
                 }
                 if split == "train":

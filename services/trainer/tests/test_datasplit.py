@@ -3,19 +3,17 @@
 import csv
 
 import numpy as np
-from csc_common.manifest import read_manifest
+from csc_common import views
+from csc_common.geometry import Geometry
+from csc_common.views import ClassEntry, CropEntry, DatasetView
 from csc_trainer.cli import datasplit_main
 from csc_trainer.datasplit import SplitRow, datasplit_csv, make_split, read_datasplit
 
 
 def _crop(cid, classes, vs=8.0):
-    g = {"voxel_size": [vs] * 3, "translation": [0, 0, 0], "shape": [4, 4, 4]}
-    return {
-        "id": cid,
-        "dataset": "d",
-        "split": "train",
-        "classes": [{"name": c, "path": f"recon-1/labels/groundtruth/crop{cid}/{c}", "geometry": g} for c in classes],
-    }
+    g = Geometry([vs] * 3, [0, 0, 0], [4, 4, 4])
+    entries = tuple(ClassEntry(c, "semantic", g, f"recon-1/labels/groundtruth/crop{cid}/{c}") for c in classes)
+    return CropEntry(cid, "d", entries, "train")
 
 
 def test_split_keeps_requested_order_and_skips_crops_without_classes():
@@ -44,7 +42,7 @@ def test_at_least_one_training_crop():
 
 
 def test_csv_format_and_round_trip(fixture_dataset, tmp_path):
-    ds = read_manifest(fixture_dataset, "dataset")
+    ds = views.load(fixture_dataset, DatasetView)
     rows = [SplitRow("train", 1, "fx-1", ("nuc", "er")), SplitRow("validate", 2, "fx-1", ("nuc",))]
     path = tmp_path / "split" / "datasplit.csv"
     path.parent.mkdir()

@@ -1,16 +1,20 @@
 """Training: masked loss, overfitting, resume, outputs, config files and bad input (csc_trainer.train / cli)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from csc_common import nets
+from csc_common import nets, views
 from csc_common.manifest import read_manifest
+from csc_common.views import ModelView
 from csc_trainer.cli import main
 from csc_trainer.train import iou_from_counts, lr_factor, masked_bce
 
 QUIET = ["-q", "--no-tensorboard", "--no-plots"]
+TINY = ["--patch-shape", "8,8,8", "--depth", "2", "--base-features", "4", "--batch-size", "1"]  # fastest net
 
 
 def test_unannotated_class_gets_zero_gradient():
@@ -176,14 +180,7 @@ def _corrupt_checkpoint(tmp_path, fixture_dataset):
         "2",
         "--stop-after",
         "1",
-        "--patch-shape",
-        "8,8,8",
-        "--depth",
-        "2",
-        "--base-features",
-        "4",
-        "--batch-size",
-        "1",
+        *TINY,
     )
     assert rc == 0
     ck = out.parent / "checkpoints" / "latest.pt"
@@ -268,3 +265,66 @@ def test_trains_on_fetched_synthetic_data(tmp_path, synthetic_data):
     m = read_manifest(out, "model")
     assert len(m["training"]["train_crops"]) + len(m["training"]["validate_crops"]) >= 2
     assert m["training"]["best_iteration"] in (3, 6)
+
+
+def test_model_manifest_copies_the_dataset_class_kinds(tmp_path, make_fixture_dataset):
+    """The kinds come from the dataset manifest (here: er recorded as an instance class), not from the name."""
+    dataset = make_fixture_dataset(tmp_path / "kinds", instance=("er", "mito"))
+    rc, out = _train(
+        tmp_path,
+        dataset,
+        "kinds",
+        "--classes",
+        "er,nuc,mito",
+        "--iterations",
+        "2",
+        "--validate-every",
+        "2",
+        *TINY,
+    )
+    assert rc == 0
+    m = views.load(out, ModelView)
+    assert m.classes == ("er", "nuc", "mito")
+    assert dict(m.class_kinds) == {"er": "instance", "nuc": "semantic", "mito": "instance"}
+    assert m.to_json(out) == json.loads(out.read_text())
+
+
+def test_required_field_missing_from_flags_and_file_is_one_line(tmp_path, fixture_dataset, capsys):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("iterations: 2\n")
+    out = tmp_path / "m" / "model.json"
+    assert main(["--config", str(cfg), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("csc-train: error: --dataset is required (dataset manifest"), err
+    assert main(["--dataset", str(fixture_dataset)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("csc-train: error: --output is required (model manifest"), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("iterations: 0\n", "iterations: must be >= 1, got 0"),
+        ("class_balance: 1.5\n", "class_balance: must be <= 1, got 1.5"),
+        ("validate_ratio: 1\n", "validate_ratio: must be < 1, got 1.0"),
+        ("learning_rate: 0\n", "learning_rate: must be > 0, got 0.0"),
+        ("dims: 4\n", "dims: 4 is not one of 2, 3"),
+    ],
+)
+def test_range_violation_in_a_config_file_names_file_and_field(tmp_path, fixture_dataset, capsys, text, message):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "m" / "model.json"
+    assert main(["--config", str(cfg), "--dataset", str(fixture_dataset), "--output", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"csc-train: error: {cfg}: {message}"]
+    assert not out.exists()
+
+
+def test_bad_input_fails_before_torch_is_imported(tmp_path, fixture_dataset):
+    """The dataset manifest is loaded and the classes checked first: a bad class never pays torch's import."""
+    argv = ["--dataset", str(fixture_dataset), "--output", str(tmp_path / "m" / "model.json"), "--classes", "mito,pm"]
+    code = f"import sys; from csc_trainer.cli import main; rc = main({argv!r}); print(rc, 'torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.stdout.split() == ["2", "False"], res.stderr
+    assert "pm annotated in no training crop" in res.stderr

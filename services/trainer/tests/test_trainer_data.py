@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from csc_common import views
 from csc_common.geometry import Geometry
-from csc_common.manifest import read_manifest
+from csc_common.views import DatasetView
 from csc_trainer import data
 from csc_trainer.io import inside_mask, open_crop, training_crop_entries
 
@@ -12,13 +13,13 @@ CLASSES = ["mito", "nuc", "ves", "ecs", "cyto", "er"]
 
 @pytest.fixture(scope="module")
 def crops(fixture_dataset):
-    ds = read_manifest(fixture_dataset, "dataset")
+    ds = views.load(fixture_dataset, DatasetView)
     return [open_crop(ds, e, CLASSES, (8.0, 8.0, 8.0)) for e in training_crop_entries(ds)]
 
 
 def test_training_crops_exclude_test_split(fixture_dataset):
-    ds = read_manifest(fixture_dataset, "dataset")
-    assert [c["id"] for c in training_crop_entries(ds)] == [1, 2, 3]
+    ds = views.load(fixture_dataset, DatasetView)
+    assert [c.id for c in training_crop_entries(ds)] == [1, 2, 3]
 
 
 def test_unannotated_class_is_masked(crops):
@@ -100,6 +101,6 @@ def test_intensity_jitter_changes_only_raw():
 
 
 def test_tiles_cover_the_crop():
-    starts = data.tile_starts((20, 8, 4), (8, 8, 8))
+    starts = data.patch_starts((20, 8, 4), (8, 8, 8))
     assert [s[0] for s in starts] == [0, 8, 12]
     assert {s[1] for s in starts} == {0} and {s[2] for s in starts} == {-2}

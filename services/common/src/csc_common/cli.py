@@ -199,10 +199,15 @@ def check_range(value: Any, meta: Mapping[str, Any], where: str) -> None:
 
 # ---------------------------------------------------------------- parsing
 def flag_name(f: dataclasses.Field[Any]) -> str:
-    """How a field is written on the command line (``--learning-rate``, or the positional's name)."""
-    args = f.metadata.get("args")
+    """How a field is written on the command line (``--learning-rate``, or the positional's name).
+
+    Of several spellings (``-p``, ``--raw-padding``) the first long one names the field in messages.
+    """
+    args = [str(a) for a in f.metadata.get("args") or ()]
     if args:
-        return str(args[0]) if str(args[0]).startswith("-") else str(args[0]).upper()
+        if not args[0].startswith("-"):
+            return args[0].upper()
+        return next((a for a in args if a.startswith("--")), args[0])
     return f"--{f.name.replace('_', '-')}"
 
 

@@ -1,6 +1,6 @@
 """torch -> ONNX, verified against onnxruntime, with test tensors and latency.
 
-Reads a ``model`` manifest and its checkpoint; writes beside the output
+Takes a loaded ``model`` manifest and its verified checkpoint (see `stage`); writes beside the output
 manifest ``model.onnx`` (self-contained, opset >= 17, dynamic batch and
 spatial axes), ``test_input.npy`` + ``test_expected.npy`` (a real patch and
 torch's logits for it: anyone can re-check the ONNX file) and last the
@@ -30,10 +30,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from csc_common import nets
+from csc_common import nets, views
 from csc_common.errors import InputError, StageFailed
-from csc_common.manifest import Manifest, artifact, new_manifest, now, write_manifest
+from csc_common.manifest import now
+from csc_common.views import Artifact, Header, ModelView, OnnxModelView, ValidShape
 from torch import nn
+
+from csc_exporter.config import ExportConfig
 
 log = logging.getLogger("csc.export")
 INPUT_NAME = "raw"
@@ -145,36 +148,26 @@ def latency_ms(fn: Callable[[], Any], runs: int) -> dict[str, float]:
     return {"median": round(statistics.median(times), 3), "min": round(min(times), 3)}
 
 
-def _sample(model_manifest: Manifest, patch: Sequence[int], channels: int) -> np.ndarray | None:
-    ref = model_manifest.data.get("sample_input")
-    if not ref:
-        return None
-    path = model_manifest.resolve(ref["path"])
-    try:
-        x = np.load(path).astype(np.float32)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the model's sample input ({exc})") from None
-    if x.shape != (1, channels, *patch):
-        raise InputError(f"{path}: sample input shape {x.shape} != (1, {channels}, {', '.join(map(str, patch))})")
-    return x
-
-
-def run(cfg: Any, mm: Manifest, *, args: list[str] | None = None) -> Manifest:
-    """Export, verify, time and describe the model of manifest ``mm``."""
+def export(
+    cfg: ExportConfig,
+    mm: ModelView,
+    checkpoint: Path,
+    real_x: np.ndarray | None,
+    *,
+    args: list[str] | None = None,
+) -> OnnxModelView:
+    """Export, verify, time and describe the model of manifest ``mm`` (``real_x``: its sample patch)."""
     started = now()
     out = Path(cfg.output).resolve()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    ckpt = mm.resolve(mm["checkpoint"]["path"])
-    model, arch = nets.load_model(ckpt, mm["architecture"])
-    spec = mm["input"]
-    patch, channels = [int(p) for p in spec["patch_shape"]], int(spec["channels"])
-    multiple = list(nets.downsampling_multiple(arch))
+    model, arch = nets.load_model(checkpoint, dict(mm.architecture))
+    patch, channels = list(mm.input.patch_shape), mm.input.channels
+    multiple = nets.downsampling_multiple(arch)
     if any(p % m for p, m in zip(patch, multiple, strict=True)):
-        raise InputError(f"{mm.path}: patch shape {patch} is not a multiple of the network's {multiple}")
+        raise InputError(f"{mm.where}: patch shape {patch} is not a multiple of the network's {list(multiple)}")
     rng = np.random.default_rng(cfg.seed)
     random_x = rng.random((1, channels, *patch), dtype=np.float32)
-    real_x = _sample(mm, patch, channels)
     dyn_shape = [p + (m if m > 1 else 2) for p, m in zip(patch, multiple, strict=True)]
     dyn_x = rng.random((2, channels, *dyn_shape), dtype=np.float32)
 
@@ -199,7 +192,7 @@ def run(cfg: Any, mm: Manifest, *, args: list[str] | None = None) -> Manifest:
         test_x = real_x if real_x is not None else random_x
         np.save(tmp / "test_input.npy", test_x)
         np.save(tmp / "test_expected.npy", torch_logits(model, test_x))
-        lat = {
+        lat: dict[str, Any] = {
             "shape": [1, channels, *patch],
             "runs": cfg.latency_runs,
             "torch": latency_ms(lambda: torch_logits(model, test_x), cfg.latency_runs),
@@ -213,44 +206,43 @@ def run(cfg: Any, mm: Manifest, *, args: list[str] | None = None) -> Manifest:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    body = {
-        "name": mm.data.get("name", out.parent.name),
-        "onnx": artifact(finals["model.onnx"], out),
-        "opset": cfg.opset,
-        "exporter": cfg.exporter,
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "output": "logits",
-        "layout": "NCZYX",
-        "dims": arch["dims"],
-        "architecture": mm["architecture"],
-        "input": spec,
-        "classes": mm["classes"],
-        **({"class_kinds": mm["class_kinds"]} if "class_kinds" in mm.data else {}),
-        "valid_shape": {"multiple": multiple, "min": multiple},
-        "verification": {
+    view = OnnxModelView(
+        header=Header.new("exporter", started, inputs=[mm.ref(out)], args=args),
+        details={
+            "exporter": cfg.exporter,
+            "output": "logits",
+            "layout": "NCZYX",
+            "dims": arch["dims"],
+            "latency_ms": lat,
+            "export_seconds": round(export_s, 2),
+            "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
+        },
+        name=mm.name,
+        onnx=Artifact.of(finals["model.onnx"]),
+        opset=cfg.opset,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        architecture=mm.architecture,
+        input=mm.input,
+        classes=mm.classes,
+        class_kinds=mm.class_kinds,
+        valid_shape=ValidShape(multiple, multiple),
+        verification={
             "max_abs_diff": worst,
             "tolerance": cfg.tolerance,
             "checks": checks,
             "engine": "onnxruntime CPUExecutionProvider",
             "dynamic_shape": [2, channels, *dyn_shape],
         },
-        "test_tensors": {
-            "input": artifact(finals["test_input.npy"], out),
-            "expected": artifact(finals["test_expected.npy"], out),
-            "source": "trainer sample patch" if real_x is not None else "random",
-        },
-        "latency_ms": lat,
-        "export_seconds": round(export_s, 2),
-        "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__},
-    }
-    written = write_manifest(
-        out, new_manifest("onnx-model", "exporter", started, inputs=[mm.ref(out)], args=args, **body)
+        test_input=Artifact.of(finals["test_input.npy"]),
+        test_expected=Artifact.of(finals["test_expected.npy"]),
+        test_source="trainer sample patch" if real_x is not None else "random",
     )
+    written = views.save(view, out)
     log.info(
         "exported %s -> %s (opset %d, %s): max |onnxruntime - torch| %.2e (tolerance %g); latency for %s: "
         "torch %.1f ms, onnxruntime %.1f ms",
-        mm.path.name,
+        mm.where,
         finals["model.onnx"],
         cfg.opset,
         cfg.exporter,

@@ -15,7 +15,7 @@ def _main(argv: list[str] | None) -> int:
     cfg = parse_config(Config, argv, "csc-fetch")
     from csc_fetcher.fetch import run
 
-    run(cfg, list(sys.argv[1:] if argv is None else argv))
+    run(cfg, args=argv)
     return 0
 
 

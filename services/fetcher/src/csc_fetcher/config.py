@@ -4,8 +4,13 @@
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from csc_common.cli import parse_floats, parse_list
+from csc_common.errors import InputError
 
-@dataclass(frozen=True)
+from csc_fetcher.plan import parse_crops
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """Fetch the challenge's EM and ground-truth crops (from S3, or the embedded synthetic dataset)."""
 
@@ -29,12 +34,20 @@ class Config:
         },
     )
     classes: Optional[str] = field(default=None, metadata={"help": "comma-separated classes to fetch (default all)"})
+    instance_classes: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated classes recorded as instance classes in the dataset manifest, every other "
+            "class as semantic (default: the challenge's class table); later stages read the kinds from there"
+        },
+    )
     datasets: Optional[str] = field(default=None, metadata={"help": "comma-separated datasets to fetch (default all)"})
     raw_padding: int = field(
         default=0,
         metadata={
             "args": ["-p", "--raw-padding"],
             "help": "extra EM voxels around each crop, same count at every level",
+            "min": 0,
         },
     )
     access_mode: Literal["append", "overwrite"] = field(
@@ -59,6 +72,7 @@ class Config:
         metadata={
             "args": ["-b", "--batch-size"],
             "help": "objects per copy task (lowered automatically so that every worker has work)",
+            "min": 1,
         },
     )
     num_workers: Optional[int] = field(
@@ -66,6 +80,7 @@ class Config:
         metadata={
             "args": ["-w", "--num-workers"],
             "help": "parallel downloads (default env CSC_FETCH_DATA_NUM_WORKERS or 32)",
+            "min": 1,
         },
     )
     zip: bool = field(
@@ -105,5 +120,36 @@ class Config:
     )
     seed: int = field(default=0, metadata={"help": "synthetic data seed"})
     size: Literal["tiny", "demo"] = field(default="demo", metadata={"help": "synthetic data size"})
-    retries: int = field(default=8, metadata={"help": "attempts per S3 request (exponential backoff + jitter)"})
-    timeout: float = field(default=60.0, metadata={"help": "S3 read timeout per request, seconds"})
+    retries: int = field(
+        default=8, metadata={"help": "attempts per S3 request (exponential backoff + jitter)", "min": 1}
+    )
+    timeout: float = field(default=60.0, metadata={"help": "S3 read timeout per request, seconds", "gt": 0})
+
+    def __post_init__(self) -> None:
+        """Rules across fields and the syntax of list values, checked before anything is read."""
+        if self.source == "local" and not self.bucket_dir:
+            raise InputError("--source local needs --bucket-dir (a folder in bucket layout)")
+        parse_crops(self.crops)
+        self.resolutions  # noqa: B018 - parse check
+
+    # -- parsed values ---------------------------------------------------
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The --classes filter; None = every class."""
+        return parse_list(self.classes, "--classes") or None
+
+    @property
+    def dataset_names(self) -> list[str] | None:
+        """The --datasets filter; None = every dataset."""
+        return parse_list(self.datasets, "--datasets") or None
+
+    @property
+    def instance_class_names(self) -> list[str] | None:
+        """The --instance-classes override; None = the challenge's table."""
+        return parse_list(self.instance_classes, "--instance-classes") or None
+
+    @property
+    def resolutions(self) -> list[float] | None:
+        """The --resolution voxel sizes (nm); None = the default level rule."""
+        return parse_floats(self.resolution, "--resolution", positive=True) or None

@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from csc_common.classes import class_kind
+from csc_common import views
+from csc_common.classes import ClassKind, kinds_for
 from csc_common.crops import CropRow, merged_crop_box, parse_crop_manifest, write_crop_manifest
 from csc_common.errors import InputError
 from csc_common.fsutil import atomic_write_text, sha256_file
 from csc_common.geometry import Box
-from csc_common.manifest import Manifest, new_manifest, now, relpath, write_manifest
+from csc_common.manifest import now, relpath
+from csc_common.views import ClassEntry, CropEntry, DatasetEntry, DatasetView, EmLevel, Header, Split
 from csc_common.volumes import Level, parse_multiscales
 
 from csc_fetcher import synthetic
@@ -42,16 +44,15 @@ from csc_fetcher.plan import (
     ArrayMeta,
     Selection,
     TrainCrop,
+    check_class_names,
     chunk_key,
     chunk_ranges,
     default_workers,
-    effective_batch,
     finest_voxel_size,
     parse_fetch_manifest,
     row_prefix,
     select,
     select_levels,
-    split_list,
 )
 from csc_fetcher.sources import (
     LocalSource,
@@ -81,7 +82,7 @@ class ClassInfo:
 class CropPlan:
     crop_id: int
     dataset: str
-    split: str
+    split: Split
     box: Box
     classes: list[ClassInfo] = field(default_factory=list)  # training crops
     rows: list[CropRow] = field(default_factory=list)  # test crops
@@ -117,19 +118,6 @@ def _pmap(fn: Callable[[Any], T], args: Sequence[Any], workers: int) -> list[T]:
         return list(pool.map(fn, args))
 
 
-def _floats(text: str | None) -> list[float] | None:
-    items = split_list(text)
-    if items is None:
-        return None
-    try:
-        vals = [float(v) for v in items]
-    except ValueError:
-        raise InputError(f"--resolution: expected voxel sizes in nm like 8 or 8,16, got {text!r}") from None
-    if any(v <= 0 for v in vals):
-        raise InputError(f"--resolution: voxel sizes must be positive, got {text!r}")
-    return vals
-
-
 # ------------------------------------------------------------------------------------------------
 # Sources and manifests
 
@@ -160,9 +148,7 @@ def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str
             return True
 
         return LocalSource(bucket_dir), label, train_text, test_text, prepare
-    if cfg.source == "local":
-        if not cfg.bucket_dir:
-            raise InputError("--source local needs --bucket-dir (a folder in bucket layout)")
+    if cfg.source == "local" and cfg.bucket_dir:  # Config requires --bucket-dir with --source local
         root = Path(cfg.bucket_dir)
         train_text = read_text(cfg.manifest or str(root / "manifest.csv"))
         test_text = read_text(cfg.test_manifest or str(root / "test_crop_manifest.csv"))
@@ -233,8 +219,8 @@ def build_plan(
     source: Source, sel: Selection, cfg: Config, dest: Path, workers: int, label: str, manifests: dict[str, str]
 ) -> Plan:
     """Everything to copy: metadata, label objects of the selected crops/classes, EM chunks near crops."""
-    resolutions = _floats(cfg.resolution)
-    pad = int(cfg.raw_padding)
+    resolutions = cfg.resolutions
+    pad = cfg.raw_padding
     items: list[Item] = []
     ds_names = list(dict.fromkeys([t.dataset for t in sel.train] + [rows[0].dataset for rows in sel.test.values()]))
     datasets: dict[str, DatasetPlan] = {}
@@ -251,11 +237,11 @@ def build_plan(
         if any(t.dataset == ds for t in sel.train):
             chain += [f"{ds}/{ds}.zarr/recon-1/labels", f"{ds}/{ds}.zarr/recon-1/labels/groundtruth"]
         keys = [f"{g}/{n}" for g in chain for n in (".zgroup", ".zattrs")]
-        for k, data in zip(keys, _pmap(source.get, keys, workers), strict=False):
-            if data is None and k.endswith(".zgroup"):
-                data = ZGROUP
-            if data is not None:
-                items.append(Item(k, dest / k, data=data))
+        for k, doc in zip(keys, _pmap(source.get, keys, workers), strict=False):
+            if doc is None and k.endswith(".zgroup"):
+                doc = ZGROUP
+            if doc is not None:
+                items.append(Item(k, dest / k, data=doc))
 
     crops: list[CropPlan] = []
 
@@ -365,15 +351,15 @@ def build_plan(
     if cfg.source == "synthetic" and sel.test:
         root = synthetic.TRUTH_PREFIX
         for k in (f"{root}/.zgroup", f"{root}/.zattrs"):
-            data = source.get(k)
-            if data is not None:
-                items.append(Item(k, dest / "ground_truth.zarr" / k[len(root) + 1 :], data=data))
+            doc = source.get(k)
+            if doc is not None:
+                items.append(Item(k, dest / "ground_truth.zarr" / k[len(root) + 1 :], data=doc))
         for cid, rows in sel.test.items():
-            wanted = {r.class_label for r in rows}
+            labels = {r.class_label for r in rows}
             for o in source.list(f"{root}/crop{cid}/"):
                 rel = o.key[len(root) + 1 :]
                 parts = rel.split("/")
-                if len(parts) == 2 or parts[1] in wanted:
+                if len(parts) == 2 or parts[1] in labels:
                     items.append(Item(o.key, dest / "ground_truth.zarr" / rel, info=o))
         truth = True
     return Plan(source, label, datasets, crops, items, missing, test_rows, truth, manifests)
@@ -437,99 +423,100 @@ def describe_plan(plan: Plan, workers: int) -> str:
     return "\n".join(lines)
 
 
-def _level_json(lv: Level, fetched: bool | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"path": lv.path, **lv.geometry.to_json()}
-    if fetched is not None:
-        d["fetched"] = fetched
-    return d
+def _level_json(lv: Level) -> dict[str, Any]:
+    return {"path": lv.path, **lv.geometry.to_json()}
 
 
-def dataset_manifest(
-    plan: Plan, res: Result, dest: Path, output: Path, started: str, args: list[str], timings: dict[str, float]
-) -> dict[str, Any]:
-    datasets = [
-        {
-            "name": ds,
-            "zarr": relpath(dest / ds / f"{ds}.zarr", output),
-            "em": {"path": EM_PATH, "levels": [_level_json(lv, lv.path in dp.fetched_levels) for lv in dp.levels]},
-        }
+def class_names(plan: Plan) -> list[str]:
+    """Every class the fetched crops carry, in first-seen order."""
+    names = [ci.name for cp in plan.crops for ci in cp.classes] + [r.class_label for cp in plan.crops for r in cp.rows]
+    return list(dict.fromkeys(names))
+
+
+def dataset_view(
+    plan: Plan,
+    res: Result,
+    dest: Path,
+    output: Path,
+    header: Header,
+    kinds: dict[str, ClassKind],
+    timings: dict[str, float],
+) -> DatasetView:
+    """The dataset manifest of a finished fetch; ``kinds`` is the one record of each class's kind."""
+    datasets = tuple(
+        DatasetEntry(
+            ds,
+            (dest / ds / f"{ds}.zarr").resolve(),
+            EM_PATH,
+            tuple(EmLevel(lv.path, lv.geometry, lv.path in dp.fetched_levels) for lv in dp.levels),
+        )
         for ds, dp in plan.datasets.items()
-    ]
+    )
     crops = []
     for cp in plan.crops:
         if cp.split == "train":
-            classes = [
-                {
-                    "name": ci.name,
-                    "kind": class_kind(ci.name),
-                    "path": ci.path,
-                    "geometry": ci.levels[0].geometry.to_json(),
-                    "levels": [_level_json(lv) for lv in ci.levels],
-                }
+            classes = tuple(
+                ClassEntry(
+                    ci.name,
+                    kinds[ci.name],
+                    ci.levels[0].geometry,
+                    ci.path,
+                    details={"levels": [_level_json(lv) for lv in ci.levels]},
+                )
                 for ci in cp.classes
-            ]
+            )
         else:
-            classes = [
-                {"name": r.class_label, "kind": class_kind(r.class_label), "geometry": r.geometry.to_json()}
-                for r in cp.rows
-            ]
-        crops.append(
-            {
-                "id": cp.crop_id,
-                "dataset": cp.dataset,
-                "split": cp.split,
-                "classes": classes,
-                "em_levels": cp.em_levels,
-                "box": {"start": list(cp.box.start), "stop": list(cp.box.stop)},
-            }
-        )
-    body: dict[str, Any] = {
-        "source": plan.source_label,
-        "datasets": datasets,
-        "crops": crops,
-        "test_manifest": relpath(dest / "test_crop_manifest.csv", output),
-        "manifests": {
-            k: (relpath(v, output) if "://" not in v and Path(v).is_file() else v) for k, v in plan.manifests.items()
-        },
-        "counts": {
-            "objects": len(plan.items),
-            "bytes": sum(it.size for it in plan.items),
-            "fetched_objects": res.fetched,
-            "fetched_bytes": res.bytes,
-            "skipped_objects": res.skipped,
-            "missing_chunks": plan.missing_chunks + res.missing,
-            "requests": plan.source.stats.requests,
-            "retries": plan.source.stats.retries,
-        },
-        "timings": {k: round(v, 3) for k, v in timings.items()},
+            classes = tuple(ClassEntry(r.class_label, kinds[r.class_label], r.geometry) for r in cp.rows)
+        details = {"em_levels": cp.em_levels, "box": cp.box.to_json()}
+        crops.append(CropEntry(cp.crop_id, cp.dataset, classes, cp.split, details))
+    manifests = {
+        k: (relpath(v, output) if "://" not in v and Path(v).is_file() else v) for k, v in plan.manifests.items()
     }
-    if plan.truth:
-        body["truth"] = relpath(dest / "ground_truth.zarr", output)
+    counts = {
+        "objects": len(plan.items),
+        "bytes": sum(it.size for it in plan.items),
+        "fetched_objects": res.fetched,
+        "fetched_bytes": res.bytes,
+        "skipped_objects": res.skipped,
+        "missing_chunks": plan.missing_chunks + res.missing,
+        "requests": plan.source.stats.requests,
+        "retries": plan.source.stats.retries,
+    }
+    return DatasetView(
+        header=header,
+        details={"manifests": manifests, "counts": counts, "timings": {k: round(v, 3) for k, v in timings.items()}},
+        source=plan.source_label,
+        datasets=datasets,
+        crops=tuple(crops),
+        test_manifest=(dest / "test_crop_manifest.csv").resolve(),
+        truth=(dest / "ground_truth.zarr").resolve() if plan.truth else None,
+    )
+
+
+def manifest_inputs(manifests: dict[str, str], output: Path) -> list[dict[str, str]]:
+    """Provenance of the crop manifests read from local files (URLs are recorded in ``details`` only)."""
     inputs = []
-    for which, loc in plan.manifests.items():
+    for which, loc in manifests.items():
         p = Path(loc.removeprefix("file://"))
         if "://" not in loc and p.is_file():
             inputs.append({"kind": f"{which}-crop-manifest", "path": relpath(p, output), "sha256": sha256_file(p)})
-    return new_manifest("dataset", "fetcher", started, args=args, inputs=inputs, **body)
+    return inputs
 
 
 # ------------------------------------------------------------------------------------------------
 # The stage
 
 
-def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
-    """Fetch what ``cfg`` selects; returns the written manifest (None for --dry-run / --zip)."""
+def run(cfg: Config, *, args: list[str] | None = None) -> DatasetView | None:
+    """Fetch what ``cfg`` selects; returns the written manifest (None for --dry-run / --zip).
+
+    ``args`` (the command line) is recorded in the manifest's producer block.
+    """
     started = now()
     t0 = time.perf_counter()
     dest = Path(cfg.dest)
     output = Path(cfg.output) if cfg.output else dest / "dataset.json"
     workers = default_workers(cfg.num_workers)
-    effective_batch(cfg.batch_size, 0, workers)
-    if cfg.raw_padding < 0:
-        raise InputError(f"--raw-padding must be >= 0, got {cfg.raw_padding}")
-    if cfg.retries < 1:
-        raise InputError(f"--retries must be >= 1, got {cfg.retries}")
-    _floats(cfg.resolution)
     source, label, train_text, test_text, prepare = open_source(cfg, workers)
     bucket_dir = Path(cfg.bucket_dir) if cfg.bucket_dir else dest / ".synthetic-bucket"
     local_default = cfg.source in ("synthetic", "local")
@@ -539,7 +526,10 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
     )
     train = parse_fetch_manifest(train_text, train_loc)
     test_rows = parse_crop_manifest(test_text, test_loc)
-    sel = select(train, test_rows, crops=cfg.crops, datasets=split_list(cfg.datasets), classes=split_list(cfg.classes))
+    sel = select(train, test_rows, crops=cfg.crops, datasets=cfg.dataset_names, classes=cfg.class_names)
+    override = cfg.instance_class_names
+    if override is not None:
+        check_class_names(override, test_rows, "--instance-classes")
     if source is None:
         bucket = _bucket_of(train)
         source = S3Source(
@@ -578,8 +568,9 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
     t_copy = time.perf_counter()
     atomic_write_text(dest / "test_crop_manifest.csv", write_crop_manifest(plan.test_rows))
     timings = {"plan_s": t_plan - t0, "copy_s": t_copy - t_plan, "workers": workers}
-    data = dataset_manifest(plan, res, dest, output, started, list(sys.argv[1:] if args is None else args), timings)
-    man = write_manifest(output, data)
+    header = Header.new("fetcher", started, inputs=manifest_inputs(plan.manifests, output), args=args)
+    kinds = kinds_for(class_names(plan), override)
+    view = views.save(dataset_view(plan, res, dest, output, header, kinds, timings), output)
     dt = time.perf_counter() - t0
     n_train = sum(c.split == "train" for c in plan.crops)
     log.info(
@@ -603,4 +594,4 @@ def run(cfg: Config, args: list[str] | None = None) -> Manifest | None:
         res.fetched / dt if dt > 0 else 0.0,
     )
     log.info("wrote %s", output)
-    return man
+    return view

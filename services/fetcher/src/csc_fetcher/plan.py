@@ -8,21 +8,23 @@ chunk keys intersecting that region are fetched.
 """
 
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from csc_common.classes import TESTED_CLASSES
+from csc_common.cli import parse_crop_ids
 from csc_common.crops import CropRow
+from csc_common.env import env_number
 from csc_common.errors import InputError
-from csc_common.geometry import Box, Geometry
+from csc_common.geometry import Box, Geometry, Vec3, vec3
 from csc_common.volumes import Level
 
 FETCH_MANIFEST_HEADER = ("crop_number", "collection", "alignment", "crop_url", "em_url")
 EM_PATH = "recon-1/em/fibsem-uint8"
 GT_PATH = "recon-1/labels/groundtruth"
 EXTRA_CLASSES = ("all",)  # the combined label array every real crop carries
+CROP_MODES = ("all", "test", "train")
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,27 @@ def parse_fetch_manifest(text: str, source: str) -> list[TrainCrop]:
     return out
 
 
-def split_list(text: str | None) -> list[str] | None:
-    """``"a, b,c"`` -> ``["a", "b", "c"]``; None/empty -> None."""
-    if text is None:
-        return None
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    return items or None
+def parse_crops(text: str) -> str | list[int]:
+    """``--crops``: ``"all"``, ``"test"`` or ``"train"`` (lower-cased), else the crop ids it lists."""
+    mode = text.strip().lower()
+    if mode in CROP_MODES:
+        return mode
+    try:
+        return parse_crop_ids(text, "--crops")
+    except InputError:
+        raise InputError(
+            f"--crops: expected 'all', 'test', 'train' or comma-separated crop ids, got {text!r}"
+        ) from None
+
+
+def check_class_names(names: Sequence[str], test_rows: Sequence[CropRow], flag: str) -> None:
+    """Class names of a flag must be the challenge's (or the test manifest's): a typo is bad input."""
+    known = set(TESTED_CLASSES) | set(EXTRA_CLASSES) | {r.class_label for r in test_rows}
+    bad = [c for c in names if c not in known]
+    if bad:
+        raise InputError(
+            f"{flag}: unknown class(es) {', '.join(bad)}; expected names from tested_classes.csv, e.g. mito, nuc, er"
+        )
 
 
 @dataclass(frozen=True)
@@ -106,12 +123,7 @@ def select(
     typo never turns into a silent empty download.
     """
     if classes is not None:
-        known = set(TESTED_CLASSES) | set(EXTRA_CLASSES) | {r.class_label for r in test_rows}
-        bad = [c for c in classes if c not in known]
-        if bad:
-            raise InputError(
-                f"unknown class(es) {', '.join(bad)}; expected names from tested_classes.csv, e.g. mito, nuc, er"
-            )
+        check_class_names(classes, test_rows, "--classes")
     all_ds = {t.dataset for t in train} | {r.dataset for r in test_rows}
     if datasets is not None:
         bad = [d for d in datasets if d not in all_ds]
@@ -120,33 +132,23 @@ def select(
     test_by_id: dict[int, list[CropRow]] = {}
     for r in test_rows:
         test_by_id.setdefault(r.crop_id, []).append(r)
-    mode = crops.strip().lower()
-    if mode == "all":
+    chosen = parse_crops(crops)
+    if chosen == "all":
         tr, te = list(train), dict(test_by_id)
-    elif mode == "test":
+    elif chosen == "test":
         tr, te = [], dict(test_by_id)
-    elif mode == "train":
+    elif chosen == "train":
         tr, te = list(train), {}
     else:
-        ids = []
-        for tok in crops.split(","):
-            tok = tok.strip().removeprefix("crop")
-            if not tok:
-                continue
-            try:
-                ids.append(int(tok))
-            except ValueError:
-                raise InputError(
-                    f"--crops: expected 'all', 'test', 'train' or comma-separated crop ids, got {crops!r}"
-                ) from None
+        ids = list(chosen)
         by_id = {t.crop_id: t for t in train}
         unknown = [i for i in ids if i not in by_id and i not in test_by_id]
         if unknown:
             raise InputError(
                 f"unknown crop id(s) {', '.join(map(str, unknown))}: in neither the training manifest nor the test crop manifest"
             )
-        tr = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
-        te = {i: test_by_id[i] for i in dict.fromkeys(ids) if i in test_by_id}
+        tr = [by_id[i] for i in ids if i in by_id]
+        te = {i: test_by_id[i] for i in ids if i in test_by_id}
     if datasets is not None:
         tr = [t for t in tr if t.dataset in datasets]
         te = {i: rows for i, rows in te.items() if rows[0].dataset in datasets}
@@ -202,7 +204,7 @@ def chunk_ranges(geometry: Geometry, meta: ArrayMeta, box: Box, padding: int = 0
         if hi <= lo:
             return None
         out.append(range(lo // c, math.ceil(hi / c)))
-    return tuple(out)  # type: ignore[return-value]
+    return out[0], out[1], out[2]
 
 
 def chunk_key(level_key: str, index: Iterable[int], meta: ArrayMeta) -> str:
@@ -217,28 +219,17 @@ def row_prefix(level_key: str, zy: tuple[int, int], meta: ArrayMeta) -> str:
     return f"{level_key}/" + meta.separator.join(str(i) for i in [*lead, *zy]) + meta.separator
 
 
-def finest_voxel_size(sizes: Iterable[Sequence[float]]) -> tuple[float, float, float]:
-    sizes = list(sizes)
-    return tuple(min(v[i] for v in sizes) for i in range(3))  # type: ignore[return-value]
+def finest_voxel_size(sizes: Iterable[Sequence[float]]) -> Vec3:
+    """The smallest voxel size per axis."""
+    all_sizes = list(sizes)
+    return vec3(min(v[i] for v in all_sizes) for i in range(3))
 
 
 def default_workers(value: int | None) -> int:
     """--num-workers, else env CSC_FETCH_DATA_NUM_WORKERS, else 32 (the original's default)."""
-    if value is not None:
-        n = value
-    else:
-        env = os.environ.get("CSC_FETCH_DATA_NUM_WORKERS", "").strip()
-        try:
-            n = int(env) if env else 32
-        except ValueError:
-            raise InputError(f"CSC_FETCH_DATA_NUM_WORKERS must be an integer, got {env!r}") from None
-    if n < 1:
-        raise InputError(f"--num-workers must be >= 1, got {n}")
-    return n
+    return value if value is not None else env_number("CSC_FETCH_DATA_NUM_WORKERS", 32, int)
 
 
 def effective_batch(batch_size: int, n_objects: int, workers: int) -> int:
     """Keys per copy task: at most ``batch_size``, but small enough to keep every worker busy."""
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     return max(1, min(batch_size, math.ceil(n_objects / (workers * 4)) if n_objects else 1))

@@ -11,6 +11,7 @@ connections, short reads and checksum mismatches alike, and every attempt
 re-verifies length and (plain) MD5 ETag before the bytes are accepted.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -266,7 +267,7 @@ class S3Source:
             kw: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
             if token:
                 kw["ContinuationToken"] = token
-            page = self._call(f"list {prefix}", lambda kw=kw: self.client.list_objects_v2(**kw))
+            page: dict[str, Any] = self._call(f"list {prefix}", functools.partial(self.client.list_objects_v2, **kw))
             for o in page.get("Contents", []):
                 yield ObjectInfo(o["Key"], int(o["Size"]), o.get("ETag"))
             if not page.get("IsTruncated"):

@@ -122,14 +122,14 @@ class SyntheticSpec:
 
 def _em_geometry(ds: DatasetSpec, size: SizeSpec) -> Geometry:
     shape = tuple(int(round(size.extent_nm / v)) for v in ds.voxel_size)
-    return Geometry(ds.voxel_size, ds.translation, shape)  # type: ignore[arg-type]
+    return Geometry(ds.voxel_size, ds.translation, shape)
 
 
 def _coarser(g: Geometry, factor: int = 2) -> Geometry:
     """The 2x-averaged grid of ``g``: voxel x2, translation + half the finer voxel, shape // 2."""
     vs = tuple(v * factor for v in g.voxel_size)
     tr = tuple(round(t + v * (factor - 1) / 2, 6) for t, v in zip(g.translation, g.voxel_size, strict=False))
-    return Geometry(vs, tr, tuple(s // factor for s in g.shape))  # type: ignore[arg-type]
+    return Geometry(vs, tr, tuple(s // factor for s in g.shape))
 
 
 def build_spec(seed: int = 0, size: str = "demo") -> SyntheticSpec:
@@ -169,7 +169,7 @@ def build_spec(seed: int = 0, size: str = "demo") -> SyntheticSpec:
         for cid in ds.crop_ids:
             start = starts[cid]
             cg = g.subgrid([slice(int(a), int(a + n)) for a, n in zip(start, crop_shape, strict=False)])
-            cg = Geometry(cg.voxel_size, tuple(round(t, 6) for t in cg.translation), cg.shape)  # type: ignore[arg-type]
+            cg = Geometry(cg.voxel_size, tuple(round(t, 6) for t in cg.translation), cg.shape)
             split: Literal["train", "test"] = "test" if cid == ds.crop_ids[-1] else "train"
             classes = tuple(c for c in CLASSES if ds.unannotated.get(cid) != c)
             rows = []
@@ -384,7 +384,7 @@ def render(scene: Scene, g: Geometry) -> Rendered:
     for cls in ("nuc", "mito", "ves"):  # priority order: earlier classes win overlaps
         for oid, ob in enumerate(scene.objects[cls], start=1):
             r = ob.bound() + 1.0
-            sl = g.slices_for(Box(tuple(ob.centre - r), tuple(ob.centre + r)), clip=True)  # type: ignore[arg-type]
+            sl = g.slices_for(Box(tuple(ob.centre - r), tuple(ob.centre + r)), clip=True)
             if any(s.stop <= s.start for s in sl):
                 continue
             q = p[sl] - ob.centre.astype(np.float32)

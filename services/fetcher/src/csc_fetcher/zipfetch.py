@@ -13,6 +13,7 @@ from csc_common.log import progress_bar
 
 from csc_fetcher.config import Config
 from csc_fetcher.io import default_location, read_text
+from csc_fetcher.plan import parse_crops
 from csc_fetcher.sources import LocalSource, S3Source, Source, parse_s3_url
 
 log = logging.getLogger("csc.fetch")
@@ -32,7 +33,7 @@ def parse_zip_manifest(text: str, where: str) -> list[tuple[bool, int, str, str]
 
 
 def fetch_zip(cfg: Config, source: Source, dest: Path) -> Path | None:
-    if cfg.crops.strip().lower() != "all":
+    if parse_crops(cfg.crops) != "all":
         log.warning("--zip only works with --crops all; no zip downloaded")
         return None
     where = cfg.zip_manifest or default_location("zip_manifest")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from csc_common.geometry import Shape3, int3
 
 from csc_trainer.io import CropSource, class_cells
 
@@ -66,7 +67,7 @@ def sample_location(
     patch: Sequence[int],
     *,
     class_balance: float,
-) -> tuple[int, np.ndarray]:
+) -> tuple[int, Shape3]:
     """(crop index, patch start in that crop's grid voxels) for one training patch.
 
     With probability ``class_balance`` a class is drawn uniformly among the
@@ -76,7 +77,6 @@ def sample_location(
     always lies inside the crop; the patch may extend past it (EM context,
     masked labels).
     """
-    patch = np.asarray(patch)
     present = [c for c in index if len(c.crop)]
     if present and rng.random() < class_balance:
         cls = present[int(rng.integers(len(present)))]
@@ -90,7 +90,7 @@ def sample_location(
         vols = np.array([c.grid.num_voxels for c in crops], float)
         ci = int(rng.choice(len(crops), p=vols / vols.sum()))
         centre = np.floor(rng.random(3) * np.asarray(crops[ci].grid.shape)).astype(int)
-    return ci, centre - patch // 2
+    return ci, int3(centre - np.asarray(patch) // 2)
 
 
 def augment(
@@ -112,7 +112,7 @@ def augment(
     arrays = [raw[None], target, mask]
     flip_axes = [a for a, on in ((1, dims == 3), (2, True), (3, True)) if on and rng.random() < 0.5]
     if flip_axes:
-        arrays = [np.flip(a, axis=flip_axes) for a in arrays]
+        arrays = [np.flip(a, axis=tuple(flip_axes)) for a in arrays]
     square = raw.shape[1] == raw.shape[2]
     k = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
     if k:
@@ -156,7 +156,7 @@ def make_batch(
     return np.stack(raws), np.stack(targets), np.stack(masks)
 
 
-def tile_starts(grid_shape: Sequence[int], patch: Sequence[int]) -> list[tuple[int, int, int]]:
+def patch_starts(grid_shape: Sequence[int], patch: Sequence[int]) -> list[tuple[int, int, int]]:
     """Patch starts tiling a crop grid (last tile flush with the end; small crops get one centred tile)."""
     axes = []
     for n, p in zip(grid_shape, patch, strict=True):
@@ -169,7 +169,7 @@ def tile_starts(grid_shape: Sequence[int], patch: Sequence[int]) -> list[tuple[i
 
 def validation_tiles(crops: Sequence[CropSource], patch: Sequence[int], limit: int) -> list[tuple[int, tuple]]:
     """Up to ``limit`` fixed (crop index, start) tiles spread evenly over the validation crops."""
-    tiles = [(i, s) for i, c in enumerate(crops) for s in tile_starts(c.grid.shape, patch)]
+    tiles = [(i, s) for i, c in enumerate(crops) for s in patch_starts(c.grid.shape, patch)]
     if len(tiles) <= limit:
         return tiles
     pick = np.linspace(0, len(tiles) - 1, limit).round().astype(int)

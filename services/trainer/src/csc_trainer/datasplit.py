@@ -12,19 +12,24 @@ present in the crop.
 
 import csv
 import io
+import logging
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from csc_common.errors import InputError
-from csc_common.geometry import Geometry
-from csc_common.manifest import Manifest
+from csc_common.fsutil import atomic_write_text
+from csc_common.views import CropEntry, DatasetView, load
 
-ForceAll = Literal["false", "true", "train", "validate"]
+from csc_trainer.config import DatasplitConfig, ForceAll
+from csc_trainer.io import crop_path_of
+
+log = logging.getLogger("csc.train")
+Side = Literal["train", "validate"]
 _CROP_RE = re.compile(r"^(?P<crop>.*?)/?\[(?P<classes>[^\]]*)\]$")
 
 
@@ -32,14 +37,14 @@ _CROP_RE = re.compile(r"^(?P<crop>.*?)/?\[(?P<classes>[^\]]*)\]$")
 class SplitRow:
     """One crop's place in the split."""
 
-    split: Literal["train", "validate"]
+    split: Side
     crop_id: int
     dataset: str
     classes: tuple[str, ...]
 
 
 def make_split(
-    crops: Sequence[dict[str, Any]],
+    crops: Sequence[CropEntry],
     classes: Sequence[str],
     *,
     validate_ratio: float,
@@ -47,7 +52,7 @@ def make_split(
     force_all: ForceAll = "false",
     scale: Sequence[float] | None = None,
 ) -> list[SplitRow]:
-    """Split training crops (manifest dicts) between train and validate, as the original does.
+    """Split training crops between train and validate, as the original does.
 
     A crop is kept when it annotates at least one of ``classes`` (with
     ``scale``: only classes whose s0 voxel size is <= ``scale`` on every axis
@@ -57,22 +62,20 @@ def make_split(
     """
     rows: list[SplitRow] = []
     for crop in crops:
-        if crop.get("split", "train") != "train":
+        if crop.split != "train" or crop.id is None:
             continue
         present = []
-        for c in crop["classes"]:
-            if c["name"] not in classes or not c.get("path"):
+        for c in crop.classes:
+            if c.name not in classes or not c.path:
                 continue
-            if scale is not None:
-                vs = Geometry.from_json(c["geometry"]).voxel_size
-                if any(v > s + 1e-9 for v, s in zip(vs, scale, strict=True)):
-                    continue
-            present.append(c["name"])
+            if scale is not None and any(v > s + 1e-9 for v, s in zip(c.geometry.voxel_size, scale, strict=True)):
+                continue
+            present.append(c.name)
         present = [n for n in classes if n in present]  # requested order
         if not present:
             continue
         complete = len(present) == len(classes)
-        split: Literal["train", "validate"] = "validate" if rng.random() < validate_ratio else "train"
+        split: Side = "validate" if rng.random() < validate_ratio else "train"
         if not complete:
             if force_all == "true":
                 continue
@@ -80,26 +83,23 @@ def make_split(
                 split = "validate"
             elif force_all == "validate" and split == "validate":
                 split = "train"
-        rows.append(SplitRow(split, int(crop["id"]), crop["dataset"], tuple(present)))
+        rows.append(SplitRow(split, crop.id, crop.dataset, tuple(present)))
     if rows and not any(r.split == "train" for r in rows):
         first = rows[0]
         rows[0] = SplitRow("train", first.crop_id, first.dataset, first.classes)
     return rows
 
 
-def _paths(manifest: Manifest) -> tuple[dict[str, tuple[Path, str]], dict[int, str]]:
-    roots = {d["name"]: (manifest.resolve(d["zarr"]), d["em"]["path"]) for d in manifest["datasets"]}
-    crop_paths = {}
-    for c in manifest["crops"]:
-        paths = [x["path"] for x in c["classes"] if x.get("path")]
-        if paths:
-            crop_paths[int(c["id"])] = sorted({p.rstrip("/").rsplit("/", 1)[0] for p in paths})[0]
+def _paths(ds: DatasetView) -> tuple[dict[str, tuple[Path, str]], dict[int, str]]:
+    """Zarr root and EM path per dataset; label crop group per crop."""
+    roots = {d.name: (d.zarr, d.em_path) for d in ds.datasets}
+    crop_paths = {c.id: crop_path_of(c) for c in ds.crops if c.id is not None and any(x.path for x in c.classes)}
     return roots, crop_paths
 
 
-def datasplit_csv(rows: Sequence[SplitRow], manifest: Manifest, csv_path: str | Path) -> str:
+def datasplit_csv(rows: Sequence[SplitRow], ds: DatasetView, csv_path: str | Path) -> str:
     """The CSV text for ``rows`` (paths relative to the CSV's folder)."""
-    roots, crop_paths = _paths(manifest)
+    roots, crop_paths = _paths(ds)
     base = Path(csv_path).resolve().parent
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
@@ -110,16 +110,16 @@ def datasplit_csv(rows: Sequence[SplitRow], manifest: Manifest, csv_path: str | 
     return buf.getvalue()
 
 
-def read_datasplit(csv_path: str | Path, manifest: Manifest) -> list[SplitRow]:
+def read_datasplit(csv_path: str | Path, ds: DatasetView) -> list[SplitRow]:
     """Rows of a datasplit CSV, matched to the manifest's crops by zarr root and crop path."""
     p = Path(csv_path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise InputError(f"{p}: cannot read datasplit ({exc.strerror})") from None
-    roots, crop_paths = _paths(manifest)
+    roots, crop_paths = _paths(ds)
     by_root = {root: name for name, (root, _) in roots.items()}
-    by_crop = {(ds, crop_paths.get(int(c["id"]))): int(c["id"]) for c in manifest["crops"] for ds in [c["dataset"]]}
+    by_crop = {(c.dataset, crop_paths.get(c.id)): c.id for c in ds.crops if c.id is not None}
     rows = []
     for n, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not fields:
@@ -132,10 +132,41 @@ def read_datasplit(csv_path: str | Path, manifest: Manifest) -> list[SplitRow]:
         if not m:
             raise InputError(f"{p}: line {n}: crop field {fields[4]!r} lacks the /[cls1,cls2] suffix")
         root = (p.resolve().parent / fields[3]).resolve()
-        ds = by_root.get(root)
-        crop_id = by_crop.get((ds, m["crop"].rstrip("/"))) if ds else None
-        if crop_id is None:
-            raise InputError(f"{p}: line {n}: crop {fields[3]}/{m['crop']} is not a crop of {manifest.path}")
+        dataset = by_root.get(root)
+        crop_id = by_crop.get((dataset, m["crop"].rstrip("/"))) if dataset else None
+        if dataset is None or crop_id is None:
+            raise InputError(f"{p}: line {n}: crop {fields[3]}/{m['crop']} is not a crop of {ds.where}")
         names = tuple(s.strip() for s in m["classes"].split(",") if s.strip())
-        rows.append(SplitRow(fields[0], crop_id, ds, names))  # type: ignore[arg-type]
+        side: Side = "train" if fields[0] == "train" else "validate"
+        rows.append(SplitRow(side, crop_id, dataset, names))
+    return rows
+
+
+def run(cfg: DatasplitConfig) -> list[SplitRow]:
+    """``csc make-datasplit``: split the dataset's training crops and write the CSV at ``cfg.csv_path``."""
+    ds = load(cfg.dataset, DatasetView)
+    classes = cfg.class_list
+    wanted_ds, wanted_crops = set(cfg.dataset_names), set(cfg.crop_ids)
+    crops = [
+        c
+        for c in ds.crops_of("train")
+        if (not wanted_ds or c.dataset in wanted_ds) and (not wanted_crops or c.id in wanted_crops)
+    ]
+    rows = make_split(
+        crops,
+        classes,
+        validate_ratio=cfg.validate_ratio,
+        rng=np.random.default_rng(cfg.seed),
+        force_all=cfg.force_all_classes,
+        scale=cfg.scale_nm,
+    )
+    if not rows:
+        raise InputError(
+            f"{ds.where}: no training crop annotates any of {', '.join(classes)}"
+            + (" at the requested --scale" if cfg.scale else "")
+        )
+    out = Path(cfg.csv_path)
+    atomic_write_text(out, datasplit_csv(rows, ds, out))
+    n_val = sum(r.split == "validate" for r in rows)
+    log.info("wrote %s: %d crops (%d train, %d validate)", out, len(rows), len(rows) - n_val, n_val)
     return rows

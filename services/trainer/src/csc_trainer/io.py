@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from csc_common.classes import INSTANCE_CLASSES, TESTED_CLASSES
+from csc_common.classes import TESTED_CLASSES, ClassKind, is_known
 from csc_common.errors import InputError
-from csc_common.geometry import Box, Geometry
-from csc_common.manifest import Manifest
-from csc_common.volumes import Level, choose_level, open_array, read_levels, read_resampled
+from csc_common.geometry import Geometry
+from csc_common.views import CropEntry, DatasetView
+from csc_common.volumes import choose_level, open_array, read_levels, read_resampled
 
 log = logging.getLogger("csc.train")
-KNOWN_CLASSES = frozenset(TESTED_CLASSES) | frozenset(INSTANCE_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class CropSource:
         in this crop and the voxel lies inside its label array (UPSTREAM.md §5.4).
         """
         g = self.grid
-        geom = Geometry(g.voxel_size, tuple(np.asarray(g.translation) + np.asarray(start) * g.voxel_size), tuple(shape))
+        geom = Geometry(g.voxel_size, g.index_to_world(start), shape)
         raw = read_resampled(self.em, self.em_geometry, geom, order=1, fill=0.0) * np.float32(self.em_scale)
         target = np.zeros((len(classes), *shape), np.float32)
         mask = np.zeros((len(classes), *shape), np.float32)
@@ -96,95 +95,61 @@ def em_scale_for(dtype: Any) -> float:
     return 1.0 / float(np.iinfo(dt).max) if dt.kind in "ui" else 1.0
 
 
-def _em_levels(zarr_root: Path, em: dict[str, Any]) -> list[Level]:
-    levels = []
-    for lv in em["levels"]:
-        p = str(lv["path"])
-        full = p if p.startswith(em["path"].rstrip("/") + "/") else f"{em['path'].rstrip('/')}/{p}"
-        geom = Geometry(tuple(lv["voxel_size"]), tuple(lv["translation"]), tuple(lv["shape"]))
-        levels.append(Level(full, geom))
-    return levels
-
-
-def crop_box(classes: Sequence[dict[str, Any]]) -> Box:
-    """World box covered by a crop: the union of its classes' geometries."""
-    boxes = [Geometry.from_json(c["geometry"]).box for c in classes]
-    box = boxes[0]
-    for b in boxes[1:]:
-        box = box.union(b)
-    return box
-
-
-def grid_for(box: Box, voxel_size: Sequence[float]) -> Geometry:
-    """The target-voxel-size grid of a crop box (at least one voxel per axis)."""
-    shape = tuple(max(1, round(s / v)) for s, v in zip(box.size, voxel_size, strict=True))
-    return Geometry(tuple(voxel_size), box.start, shape)  # type: ignore[arg-type]
-
-
-def crop_path_of(class_paths: Sequence[str]) -> str:
-    """The crop group (e.g. ``recon-1/labels/groundtruth/crop7``) holding per-class label groups."""
-    parents = {p.rstrip("/").rsplit("/", 1)[0] for p in class_paths}
+def crop_path_of(crop: CropEntry) -> str:
+    """The crop group (e.g. ``recon-1/labels/groundtruth/crop7``) holding the crop's per-class label groups."""
+    parents = {c.path.rstrip("/").rsplit("/", 1)[0] for c in crop.classes if c.path}
     return sorted(parents)[0] if parents else ""
 
 
-def training_crop_entries(manifest: Manifest, *, crop_ids: Sequence[int] = ()) -> list[dict[str, Any]]:
+def training_crop_entries(ds: DatasetView, *, crop_ids: Sequence[int] = ()) -> list[CropEntry]:
     """The manifest's train-split crops (optionally only ``crop_ids``); InputError when none."""
-    crops = [c for c in manifest["crops"] if c["split"] == "train"]
+    crops = [c for c in ds.crops_of("train") if c.id is not None]
     if crop_ids:
-        known = {c["id"] for c in crops}
+        known = {c.id for c in crops}
         missing = sorted(set(crop_ids) - known)
         if missing:
             raise InputError(
-                f"{manifest.path}: no training crop(s) {', '.join(map(str, missing))} "
-                f"(training crops: {', '.join(map(str, sorted(known))) or 'none'})"
+                f"{ds.where}: no training crop(s) {', '.join(map(str, missing))} "
+                f"(training crops: {', '.join(str(c.id) for c in crops) or 'none'})"
             )
-        crops = [c for c in crops if c["id"] in set(crop_ids)]
+        crops = [c for c in crops if c.id in set(crop_ids)]
     if not crops:
-        raise InputError(f"{manifest.path}: no training crops (split 'train') to train on")
+        raise InputError(f"{ds.where}: no training crops (split 'train') to train on")
     return crops
 
 
-def open_crop(
-    manifest: Manifest, crop: dict[str, Any], classes: Sequence[str], voxel_size: Sequence[float]
-) -> CropSource:
+def open_crop(ds: DatasetView, crop: CropEntry, classes: Sequence[str], voxel_size: Sequence[float]) -> CropSource:
     """Open one training crop lazily at ``voxel_size`` (nothing but metadata is read)."""
-    datasets = {d["name"]: d for d in manifest["datasets"]}
-    ds = datasets.get(crop["dataset"])
-    if ds is None:
-        raise InputError(
-            f"{manifest.path}: crop {crop['id']} names dataset {crop['dataset']!r}, which the manifest does not list"
-        )
-    root = manifest.resolve(ds["zarr"])
-    em_level = choose_level(_em_levels(root, ds["em"]), voxel_size)
-    em = open_array(root / em_level.path)
+    if crop.id is None:
+        raise InputError(f"{ds.where}: a region of {crop.dataset} is not a training crop")
+    entry = ds.dataset(crop.dataset)
+    em_level = choose_level(entry.as_levels(), voxel_size)
+    em_array = entry.level_array(em_level.path)
+    em = open_array(em_array)
     if tuple(em.shape) != em_level.geometry.shape:
-        raise InputError(
-            f"{root / em_level.path}: shape {em.shape} does not match the manifest's {list(em_level.geometry.shape)}"
-        )
+        raise InputError(f"{em_array}: shape {em.shape} does not match the manifest's {list(em_level.geometry.shape)}")
+    annotated = [c for c in crop.classes if c.path]
+    if not annotated:
+        raise InputError(f"{ds.where}: training crop {crop.id} has no label paths")
     labels: dict[str, LabelSource] = {}
     wanted = set(classes)
-    with_paths = [c for c in crop["classes"] if c.get("path")]
-    for c in with_paths:
-        if c["name"] not in wanted:
+    for c in annotated:
+        if c.name not in wanted or c.path is None:
             continue
-        levels = read_levels(root / c["path"])
-        level = choose_level(levels, voxel_size)
-        arr = open_array(root / c["path"] / level.path)
-        labels[c["name"]] = LabelSource(c["name"], c["path"], arr, level.geometry)
-    if not with_paths:
-        raise InputError(f"{manifest.path}: training crop {crop['id']} has no label paths")
-    box = crop_box(with_paths)
+        level = choose_level(read_levels(entry.zarr / c.path), voxel_size)
+        arr = open_array(entry.zarr / c.path / level.path)
+        labels[c.name] = LabelSource(c.name, c.path, arr, level.geometry)
     return CropSource(
-        crop_id=int(crop["id"]),
-        dataset=crop["dataset"],
-        grid=grid_for(box, voxel_size),
+        crop_id=crop.id,
+        dataset=crop.dataset,
+        grid=crop.box.covering_grid(voxel_size),
         em=em,
         em_geometry=em_level.geometry,
         em_scale=em_scale_for(em.dtype),
         labels=labels,
-        zarr_root=root,
-        em_path=ds["em"]["path"],
-        crop_path=crop_path_of([c["path"] for c in with_paths]),
+        zarr_root=entry.zarr,
+        em_path=entry.em_path,
+        crop_path=crop_path_of(crop),
     )
 
 
@@ -206,7 +171,7 @@ def class_cells(src: LabelSource, grid: Geometry, patch: Sequence[int]) -> tuple
         positives += int(slab.sum())
         pad = [(0, cell[0] - slab.shape[0]), (0, (-shape[1]) % cell[1]), (0, (-shape[2]) % cell[2])]
         slab = np.pad(slab, pad)
-        occ = slab.reshape(1, cell[0], n_cells[1], cell[1], n_cells[2], cell[2]).any(axis=(1, 3, 5))[0]
+        occ = np.asarray(slab.reshape(1, cell[0], n_cells[1], cell[1], n_cells[2], cell[2]).any(axis=(1, 3, 5)))[0]
         yx = np.argwhere(occ)
         if len(yx):
             starts.append(np.column_stack([np.full(len(yx), cz), yx]))
@@ -215,19 +180,24 @@ def class_cells(src: LabelSource, grid: Geometry, patch: Sequence[int]) -> tuple
     return world.astype(np.float64), (cell * lv).astype(np.float64), positives, int(np.prod(shape))
 
 
-def check_classes(cfg: Any, crops: Sequence[dict[str, Any]]) -> None:
+def check_classes(classes: Sequence[str], crops: Sequence[CropEntry]) -> None:
     """Unknown or never-annotated classes are bad input (the original fails late on them)."""
-    classes = cfg.class_list
-    unknown = [c for c in classes if c not in KNOWN_CLASSES]
+    unknown = [c for c in classes if not is_known(c)]
     if unknown:
         raise InputError(
             f"--classes: unknown class(es) {', '.join(unknown)}; expected names of the challenge's "
             f"class table (e.g. {', '.join(TESTED_CLASSES[:6])}, ...)"
         )
-    annotated = {c["name"] for crop in crops for c in crop["classes"] if c.get("path")}
+    annotated = {c.name for crop in crops for c in crop.classes if c.path}
     missing = [c for c in classes if c not in annotated]
     if missing:
         raise InputError(
             f"--classes: {', '.join(missing)} annotated in no training crop "
             f"(annotated: {', '.join(sorted(annotated)) or 'none'})"
         )
+
+
+def class_kinds(classes: Sequence[str], crops: Sequence[CropEntry]) -> dict[str, ClassKind]:
+    """The kind the dataset manifest records for each of ``classes`` (its one record of class meaning)."""
+    kinds = {c.name: c.kind for crop in crops for c in crop.classes}
+    return {name: kinds[name] for name in classes}

@@ -23,18 +23,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from csc_common import nets
-from csc_common.classes import class_kind
+from csc_common import nets, views
 from csc_common.errors import InputError
 from csc_common.fsutil import atomic_write_text
 from csc_common.log import progress_bar
-from csc_common.manifest import Manifest, artifact, new_manifest, now, relpath, write_manifest
+from csc_common.manifest import now, relpath
+from csc_common.views import Artifact, CropEntry, DatasetView, Header, InputSpec, ModelView, ValidShape
 from torch import nn
 
 from csc_trainer import data
 from csc_trainer.config import TrainConfig
 from csc_trainer.datasplit import SplitRow, datasplit_csv, make_split, read_datasplit
-from csc_trainer.io import CropSource, check_classes, open_crop, training_crop_entries
+from csc_trainer.io import CropSource, class_kinds, open_crop
 
 log = logging.getLogger("csc.train")
 
@@ -156,14 +156,14 @@ class Paths:
 
 
 def load_split(
-    cfg: TrainConfig, ds: Manifest, entries: Sequence[dict[str, Any]], out: Paths
+    cfg: TrainConfig, ds: DatasetView, entries: Sequence[CropEntry], out: Paths
 ) -> tuple[list[SplitRow], Path]:
     """The train/validate split: an existing --datasplit CSV, else a new one (seeded) written beside the model."""
     classes = cfg.class_list
     if cfg.datasplit and Path(cfg.datasplit).is_file():
         path = Path(cfg.datasplit)
         rows = read_datasplit(path, ds)
-        allowed = {int(e["id"]) for e in entries}
+        allowed = {e.id for e in entries}
         rows = [r for r in rows if r.crop_id in allowed]
         log.info("datasplit: using %s (%d rows)", path, len(rows))
     else:
@@ -193,16 +193,16 @@ class RunState:
 
 
 # -- the run -------------------------------------------------------------------
-def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Manifest | None:
-    """Train as configured; returns the written model manifest (None when stopped by --stop-after)."""
+def train(
+    cfg: TrainConfig, ds: DatasetView, entries: Sequence[CropEntry], *, args: list[str] | None = None
+) -> ModelView | None:
+    """Train on the checked training crops ``entries`` of ``ds`` (see `stage.run`)."""
     started = now()
     out = Paths(Path(cfg.output).resolve())
     classes, patch = cfg.class_list, cfg.patch
     checkpoint = _load_resume(out) if cfg.resume else None
-    entries = training_crop_entries(ds, crop_ids=cfg.crop_ids)
-    check_classes(cfg, entries)
     rows, split_path = load_split(cfg, ds, entries, out)
-    by_id = {int(e["id"]): e for e in entries}
+    by_id = {e.id: e for e in entries}
     train_crops = [open_crop(ds, by_id[r.crop_id], classes, cfg.voxel) for r in rows if r.split == "train"]
     val_crops = [open_crop(ds, by_id[r.crop_id], classes, cfg.voxel) for r in rows if r.split == "validate"]
     if not val_crops:
@@ -235,7 +235,7 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
         pos_weight = torch.tensor(pw, dtype=torch.float32, device=device)
 
     state = RunState()
-    if cfg.resume:
+    if checkpoint is not None:
         state = _resume(out, checkpoint, arch, model, optimizer, scheduler, scaler)
     else:
         out.metrics.unlink(missing_ok=True)
@@ -324,6 +324,7 @@ def run(cfg: TrainConfig, ds: Manifest, *, args: list[str] | None = None) -> Man
     return _finish(
         cfg,
         ds,
+        entries,
         out,
         started,
         arch,
@@ -471,7 +472,8 @@ def _validate(
 
 def _finish(
     cfg: TrainConfig,
-    ds: Manifest,
+    ds: DatasetView,
+    entries: Sequence[CropEntry],
     out: Paths,
     started: str,
     arch: dict[str, Any],
@@ -486,7 +488,7 @@ def _finish(
     device: torch.device,
     use_amp: bool,
     args: list[str] | None,
-) -> Manifest:
+) -> ModelView:
     from csc_trainer import report
 
     classes = cfg.class_list
@@ -499,58 +501,55 @@ def _finish(
         report.plot_curves(records, classes, out.curves)
         preds = predict_batches(best_model.to(device), val_batches[:4], device, use_amp)
         report.plot_samples(val_batches[:4], [p.numpy() for p in preds], classes, out.samples)
-        plots = {"curves": artifact(out.curves, out.manifest), "samples": artifact(out.samples, out.manifest)}
+        plots = {
+            name: Artifact.of(p).to_json(out.manifest) for name, p in (("curves", out.curves), ("samples", out.samples))
+        }
     losses = [r["loss"] for r in records if "loss" in r]
     done_iters = cfg.iterations
     params = sum(p.numel() for p in model.parameters())
     m = 2 ** (arch["depth"] - 1)
-    multiple = [1 if arch["dims"] == 2 else m, m, m]
-    body = {
-        "name": cfg.name or out.dir.name,
-        "architecture": {**arch, "parameters": int(params)},
-        "input": {
-            "channels": 1,
-            "patch_shape": list(cfg.patch),
-            "voxel_size": list(cfg.voxel),
-            "normalization": {"scale": train_crops[0].em_scale, "offset": 0.0},
-        },
-        "classes": classes,
-        "class_kinds": {c: class_kind(c) for c in classes},
-        "output": "logits",
-        "valid_shape": {"multiple": multiple, "min": multiple},
-        "checkpoint": artifact(best, out.manifest),
-        "latest_checkpoint": artifact(out.latest, out.manifest),
-        "sample_input": artifact(out.sample_input, out.manifest),
-        "training": {
-            "iterations": done_iters,
-            "seconds": round(state.seconds, 2),
-            "iterations_per_second": round(done_iters / max(state.seconds, 1e-9), 3),
-            "final_loss": float(np.mean(losses[-10:])) if losses else None,
-            "best_iteration": state.best_iteration,
-            "best_validation_iou": state.best_iou,
-            "best_validation_mean_iou": state.best_score if state.best_score > -math.inf else None,
-            "device": str(device),
-            "amp": use_amp,
-            "train_crops": [c.crop_id for c in train_crops],
-            "validate_crops": [c.crop_id for c in val_crops],
-            "positive_fraction": {c.name: c.fraction for c in index},
-            "datasplit": relpath(split_path, out.manifest),
-            "metrics": relpath(out.metrics, out.manifest),
-            "tensorboard": relpath(out.tensorboard, out.manifest) if cfg.tensorboard else None,
-            **({"plots": plots} if plots else {}),
-            "config": dataclasses.asdict(cfg),
-            "torch": torch.__version__,
-        },
+    multiple = (1 if arch["dims"] == 2 else m, m, m)
+    training = {
+        "iterations": done_iters,
+        "seconds": round(state.seconds, 2),
+        "iterations_per_second": round(done_iters / max(state.seconds, 1e-9), 3),
+        "final_loss": float(np.mean(losses[-10:])) if losses else None,
+        "best_iteration": state.best_iteration,
+        "best_validation_iou": state.best_iou,
+        "best_validation_mean_iou": state.best_score if state.best_score > -math.inf else None,
+        "device": str(device),
+        "amp": use_amp,
+        "train_crops": [c.crop_id for c in train_crops],
+        "validate_crops": [c.crop_id for c in val_crops],
+        "positive_fraction": {c.name: c.fraction for c in index},
+        "datasplit": relpath(split_path, out.manifest),
+        "metrics": relpath(out.metrics, out.manifest),
+        "tensorboard": relpath(out.tensorboard, out.manifest) if cfg.tensorboard else None,
+        **({"plots": plots} if plots else {}),
+        "config": dataclasses.asdict(cfg),
+        "torch": torch.__version__,
     }
-    manifest = new_manifest("model", "trainer", started, inputs=[ds.ref(out.manifest)], args=args, **body)
-    written = write_manifest(out.manifest, manifest)
+    view = ModelView(
+        header=Header.new("trainer", started, inputs=[ds.ref(out.manifest)], args=args),
+        details={"output": "logits", "training": training},
+        name=cfg.name or out.dir.name,
+        architecture={**arch, "parameters": int(params)},
+        input=InputSpec(1, cfg.patch, cfg.voxel, train_crops[0].em_scale, 0.0),
+        classes=tuple(classes),
+        class_kinds=class_kinds(classes, entries),
+        checkpoint=Artifact.of(best),
+        valid_shape=ValidShape(multiple, multiple),
+        latest_checkpoint=Artifact.of(out.latest),
+        sample_input=Artifact.of(out.sample_input),
+    )
+    written = views.save(view, out.manifest)
     ious = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in state.best_iou.items())
     log.info(
         "trained %s: %d iterations in %.1f s (%.2f it/s) on %s; best iteration %d, validation IoU: %s",
-        body["name"],
+        view.name,
         done_iters,
         state.seconds,
-        body["training"]["iterations_per_second"],
+        training["iterations_per_second"],
         device,
         state.best_iteration,
         ious,

@@ -1,15 +1,16 @@
-"""Test and benchmark support: a local S3 server (moto), uploads, and a fault-injecting HTTP proxy.
+"""Test doubles for S3: a local S3 server (moto), uploads, and a fault-injecting HTTP proxy.
 
-Used by the fetcher's tests and ``make bench-fetch``; never by the stage
-itself. The proxy sits between boto3 and the S3 server and, per request, can
+Used by the fetcher's tests, the container tests and ``make bench-fetch``
+(which put this folder on ``sys.path``); never by the stage itself, so it
+does not ship in the package. The proxy sits between boto3 and the S3 server and, per request, can
 add latency, answer 503 SlowDown, stall past the client's read timeout, cut a
 body short or flip its bytes — the failures a real download meets. Faults are
 deterministic (chosen by a hash of the path) and hit each path at most
 ``max_faults_per_path`` times, so a correct client always ends verified.
 
-Run as a module to serve a proxy from another process (benchmarks)::
+Run as a script to serve a proxy from another process (benchmarks)::
 
-    python -m csc_fetcher.testing proxy UPSTREAM_PORT --latency 0.05
+    python services/fetcher/tests/s3_doubles.py proxy UPSTREAM_PORT --latency 0.05
 """
 
 import argparse
@@ -261,7 +262,7 @@ def upload_folder(
 
 
 def _main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m csc_fetcher.testing")
+    ap = argparse.ArgumentParser(prog="s3_doubles.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("proxy", help="serve a latency/fault proxy in front of 127.0.0.1:UPSTREAM_PORT")
     p.add_argument("upstream_port", type=int)
