@@ -112,15 +112,18 @@ endef
 $(foreach s,$(IMAGE_STAGES),$(eval $(call _wheel_rules,$(call image_ctx,$(s)),$(s))))
 $(eval $(call _wheel_rules,predictor-gpu,predictor))
 
-# docker build; $(1)=image key, $(2)=Dockerfile folder, $(3)=wheelhouse folder, $(4)=tag,
+# Every image comes from one Dockerfile: the stage is its target (and STAGE build argument).
+STAGE_DOCKERFILE := $(IMAGES_DIR)/stage/Dockerfile
+
+# docker build; $(1)=image key, $(2)=stage (the target), $(3)=wheelhouse folder, $(4)=tag,
 # $(5)=extra build args, $(6)=the stamp naming the base image
 define _image_rule
 image-$(1): $(IMAGE_STAMPS)/image-$(1)
-$(IMAGE_STAMPS)/image-$(1): $(IMAGES_DIR)/$(2)/Dockerfile $(WHEELHOUSE)/$(3)/.local $(6)
+$(IMAGE_STAMPS)/image-$(1): $(STAGE_DOCKERFILE) $(WHEELHOUSE)/$(3)/.local $(6)
 	@echo "images: building $(4)"
 	@set -e; base=$$$$(cat $(6)); t0=$$$$(date +%s); \
-	$(DOCKER_BUILD) -q -f $(IMAGES_DIR)/$(2)/Dockerfile -t $(4) \
-	  --build-arg BASE_IMAGE=$$$$base --build-arg IMAGE_NAME=$(4) --build-arg VERSION=$(CSC_VERSION) \
+	$(DOCKER_BUILD) -q -f $(STAGE_DOCKERFILE) --target $(2) -t $(4) \
+	  --build-arg STAGE=$(2) --build-arg BASE_IMAGE=$$$$base --build-arg IMAGE_NAME=$(4) --build-arg VERSION=$(CSC_VERSION) \
 	  --build-arg REVISION=$$$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) $(5) \
 	  $(WHEELHOUSE)/$(3) $$(_quiet_build); \
 	echo "images: $(4) built in $$$$(( $$$$(date +%s) - t0 ))s on $$$$base, $$$$($(DOCKER) image inspect -f '{{.Size}}' $(4) | awk '{printf "%.0f MB", $$$$1/1e6}')"
@@ -128,15 +131,16 @@ $(IMAGE_STAMPS)/image-$(1): $(IMAGES_DIR)/$(2)/Dockerfile $(WHEELHOUSE)/$(3)/.lo
 endef
 $(foreach s,$(filter-out viewer,$(IMAGE_STAGES)),\
   $(eval $(call _image_rule,$(s),$(s),$(call image_ctx,$(s)),csc-$(s):latest,,$(IMAGE_STAMPS)/base)))
-$(eval $(call _image_rule,predictor-gpu,predictor,predictor-gpu,csc-predictor-gpu:latest,--build-arg VARIANT=gpu,$(IMAGE_STAMPS)/base))
+$(eval $(call _image_rule,predictor-gpu,predictor,predictor-gpu,csc-predictor-gpu:latest,--build-arg VARIANT=gpu --build-arg PIP_CHECK=0,$(IMAGE_STAMPS)/base))
 
-# The viewer's screenshots need chromium: on the base built here it comes from Debian packages on the
-# host (images/base/build.sh --browser), never from apt inside the build; on python:3.11-slim the
-# Dockerfile installs it with apt (INSTALL_BROWSER=1).
-$(IMAGE_STAMPS)/viewer-base: $(IMAGE_STAMPS)/base $(IMAGES_DIR)/base/build.sh
+# The viewer's screenshots need chromium, so it builds on csc-base-browser:latest: on the base built
+# here, from Debian packages on the host (images/base/build.sh --browser), never from apt inside a
+# build; on any other base (python:3.11-slim), that base + apt's chromium (images/base/browser.Dockerfile).
+$(IMAGE_STAMPS)/viewer-base: $(IMAGE_STAMPS)/base $(IMAGES_DIR)/base/build.sh $(IMAGES_DIR)/base/browser.Dockerfile
 	@set -e; base=$$(cat $(IMAGE_STAMPS)/base); \
 	if [ "$$base" = csc-base:latest ]; then bash $(IMAGES_DIR)/base/build.sh --browser csc-base-browser:latest; \
-	  base=csc-base-browser:latest; fi; echo "$$base" > $@
+	else $(DOCKER_BUILD) -q --build-arg BASE_IMAGE=$$base -t csc-base-browser:latest \
+	  - < $(IMAGES_DIR)/base/browser.Dockerfile $(_quiet_build); fi; echo csc-base-browser:latest > $@
 $(eval $(call _image_rule,viewer,viewer,viewer,csc-viewer:latest,,$(IMAGE_STAMPS)/viewer-base))
 
 image-sizes: ## a table of the stage images' sizes

@@ -55,7 +55,9 @@ resolve_deps() {  # IMAGE: the third-party closure of the local wheels
   local common stagewhl
   common="$(ls "${dir}"/local/csc_common-*.whl)"; stagewhl="$(ls "${dir}"/local/csc_"${stage}"-*.whl)"
   rm -rf "${dir}/deps.new"; mkdir -p "${dir}/deps.new"
-  # Direct file references pin csc-* to the local wheels (never a same-named index package).
+  # Direct file references pin csc-* to the local wheels (never a same-named index package); the extras
+  # a stage asks of csc-common (packer, evaluator: csc-common[submission] -> scikit-image) resolve
+  # against that same local wheel.
   "${PIP[@]}" download "${PLATFORM[@]}" -d "${dir}/deps.new" "${common}" "${stagewhl}" "${extra[@]}" \
     || die "resolving the dependencies of ${image} failed"
   rm -f "${dir}"/deps.new/csc_*.whl
@@ -74,6 +76,14 @@ resolve_deps() {  # IMAGE: the third-party closure of the local wheels
   fi
   rm -rf "${dir}/deps"; mv "${dir}/deps.new" "${dir}/deps"
   log "${image}: $(ls "${dir}"/deps | wc -l) wheels, $(du -sh "${dir}/deps" | cut -f1)"
+  [[ "$image" == predictor-gpu ]] || check_closed "$image"  # its onnxruntime-gpu stands in for onnxruntime
+}
+
+check_closed() {  # IMAGE: the csc wheels install from deps/ alone, extras included (what the image does)
+  local dir="${WH}/$1" tmp; tmp="$(mktemp -d)"
+  "${PIP[@]}" install --dry-run --ignore-installed --no-index --find-links "${dir}/deps" --target "$tmp" \
+    "${PLATFORM[@]}" "${dir}"/local/*.whl || { rm -rf "$tmp"; die "$1: deps/ lacks a wheel its csc wheels need"; }
+  rm -rf "$tmp"
 }
 
 LOCAL_ONLY=0

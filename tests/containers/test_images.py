@@ -13,6 +13,10 @@ PACKAGES = {
     "evaluator": {"csc-evaluator": True, "torch": False, "onnxruntime": False},
     "viewer": {"csc-viewer": True, "neuroglancer": True, "torch": False, "onnxruntime": False},
 }
+# Stages that use scikit-image: the packer and the evaluator through csc-common[submission] (the
+# challenge's resampling), the postprocessor directly (watershed). No other image may carry it.
+SUBMISSION_STAGES = ("packer", "evaluator")
+SKIMAGE_STAGES = (*SUBMISSION_STAGES, "postprocessor")
 LIST_DISTS = "import importlib.metadata as m, json; print(json.dumps(sorted({d.metadata['Name'].lower() for d in m.distributions()})))"
 
 
@@ -58,3 +62,15 @@ def test_root_filesystem_can_be_read_only(run_image):
     """What k8s sets (readOnlyRootFilesystem): a stage runs with only /data and /tmp writable."""
     run = run_image("packer", ["--help"], extra=["--read-only", "--tmpfs", "/tmp"])
     assert run.returncode == 0, run.explain()
+
+
+def test_scikit_image_only_where_a_stage_needs_it(stage, run_image):
+    """csc_common.submission sits behind an extra so that only the images that resample or label carry scikit-image."""
+    probe = "import importlib.util as u; print(u.find_spec('skimage') is not None)"
+    if stage in SUBMISSION_STAGES:
+        probe = "import csc_common.submission.align, skimage.transform; print(True)"
+    run = run_image(stage, ["-c", probe], entrypoint="python3")
+    assert run.returncode == 0, run.explain()
+    carries = run.stdout.strip() == "True"
+    wanted = stage in SKIMAGE_STAGES
+    assert carries == wanted, f"{stage}: scikit-image {'missing' if wanted else 'carried but never used'}"
