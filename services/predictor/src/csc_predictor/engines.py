@@ -158,8 +158,8 @@ def session_options(intra_op_threads: int) -> Any:
     exactly the cores given: one intra-op thread per core, no inter-op pool (a U-Net is a
     chain, nothing runs in parallel branches), sequential execution. The memory arena and
     pattern planner stay on: a run repeats one batch shape, so buffers are reused, not
-    reallocated. IO binding with a preallocated output measured no gain on CPU (within
-    1 %), and thread spinning on or off no difference in CPU time, so both stay ORT's default.
+    reallocated. IO binding with a preallocated output measured no gain on CPU (no change
+    beyond noise), and thread spinning on or off the same CPU time, so both stay ORT's default.
     """
     import onnxruntime as ort
 
@@ -270,7 +270,7 @@ def cores_given() -> int:
 
 
 def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """CPUs allowed by this cgroup's quota, rounded up (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``); None if unlimited."""
+    """CPUs this cgroup's quota allows, rounded up (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``); None: no quota."""
     try:
         quota, period = (root / "cpu.max").read_text().split()[:2]
     except (OSError, ValueError):
