@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from csc_predictor.tiling import (
@@ -87,9 +89,19 @@ def test_tile_grid_is_c_order_product() -> None:
     assert grid == [(0, 0, 0), (0, 4, 0)]
 
 
-def _old_sliding_window(raw, infer, *, tile, n_classes, overlap, blend, batch_size, tta):  # type: ignore[no-untyped-def]
+def _old_sliding_window(
+    raw: np.ndarray,
+    infer: Callable[[np.ndarray], np.ndarray],
+    *,
+    tile: tuple[int, int, int],
+    n_classes: int,
+    overlap: float,
+    blend: str,
+    batch_size: int,
+    tta: bool,
+) -> np.ndarray:
     """The blending as first written (before issue 20): temporaries per tile, the weight sum added per tile."""
-    weights = blend_weights(tile, blend)
+    weights = blend_weights(tile, blend)  # type: ignore[arg-type]
     acc = np.zeros((n_classes, *raw.shape), np.float32)
     wsum = np.zeros(raw.shape, np.float32)
     starts = list(tile_grid(raw.shape, tile, overlap=overlap))
