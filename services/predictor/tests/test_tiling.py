@@ -109,13 +109,12 @@ def _old_sliding_window(
         group = starts[b : b + batch_size]
         batch = np.stack([raw[z : z + tile[0], y : y + tile[1], x : x + tile[2]] for z, y, x in group])[:, None]
         if tta:
-            probs = None
+            flipped = []
             for axes in FLIPS:
                 x = np.ascontiguousarray(np.flip(batch, axis=axes)) if axes else batch
                 p = 0.5 * (np.tanh(0.5 * infer(x)) + 1.0)
-                p = np.flip(p, axis=axes) if axes else p
-                probs = p if probs is None else probs + p
-            probs = probs / len(FLIPS)
+                flipped.append(np.flip(p, axis=axes) if axes else p)
+            probs = sum(flipped[1:], flipped[0]) / len(FLIPS)  # added in FLIPS order, as before
         else:
             probs = 0.5 * (np.tanh(0.5 * infer(batch)) + 1.0)
         for (z, y, x), p in zip(group, probs, strict=True):
