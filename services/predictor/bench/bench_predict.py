@@ -1,18 +1,28 @@
-"""Predictor benchmark (``make bench-predict``): ORT CPU vs PyTorch eager, and peak RSS vs volume size.
+"""Predictor benchmark (``make bench-predict``): ORT CPU vs PyTorch eager vs a bare session, and peak RSS.
 
 1. Speed: one U-Net (``csc_common.nets`` defaults: depth 3, 8 base features, batch norm; 3 classes) with
    fixed random weights, exported to ONNX; the same region (``--speed-size``^3 voxels), the same sliding
    window (tile, overlap, blending, batch) through ``csc_predictor.tiling.sliding_window``, timed for the
-   ONNX Runtime CPU engine and for PyTorch eager on the same weights, same thread count. Best of
-   ``--repeats``.
+   ONNX Runtime CPU engine and for PyTorch eager on the same weights and thread count, and ``bare``: the same
+   ONNX session run on the same tile batches back to back, nothing else (``efficiency = ort / bare`` is the
+   share of the stage's time spent in the model). The three are interleaved, their order rotated every
+   repetition, warm-up excluded; rates are from the median time of ``--repeats``, so load from other
+   processes hits all three alike. ``speedup_1t_cpu`` is the model call alone (same batch, ORT session vs
+   torch forward) on one thread in CPU seconds of the calling thread: the kernels' ratio, which load barely
+   moves, against which the multi-thread wall-clock ``speedup`` can be read.
 2. Memory: ``csc-predict --whole-volume`` as a child process on synthetic 256^3 and 512^3 EM volumes with
-   the same model and block size; peak RSS of each child from ``wait4``. Flat (set by the block size,
-   not the volume) is the target.
+   the same model and block size; peak RSS of each child's process tree, sampled with psutil (``wait4``'s
+   ``ru_maxrss`` would include this bench process's own peak, see ``tree_peak_rss``). Flat (set by the
+   block size, not the volume) is the target.
 
-Last line: ``bench predict: speedup=<x> ort_vox_s=<n> torch_vox_s=<n> rss_256_mib=<n> rss_512_mib=<n>``.
+The thread counts, CPU flags, library versions and load average are printed too, so figures from two
+machines can be compared. Last line: ``bench predict: speedup=<x> ort_vox_s=<n> torch_vox_s=<n>
+bare_vox_s=<n> efficiency=<x> speedup_1t_cpu=<x> threads=<n> cpu_flags=<a,b,..> load=<x>
+rss_256_mib=<n> rss_512_mib=<n>``.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -137,36 +147,177 @@ def build_volume(folder: Path, size: int) -> Path:
     return ds
 
 
+# CPU features that decide which conv / GEMM kernels the two runtimes can pick.
+CPU_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
+
+
+def machine() -> dict[str, str]:
+    """CPU model, the relevant CPU flags (from /proc/cpuinfo), cores given, runtime versions, load average."""
+    import onnxruntime
+    from csc_predictor.engines import cores_given
+
+    info = {"cpu": "unknown", "cpu_flags": "unknown"}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and info["cpu"] == "unknown":
+            info["cpu"] = value.strip()
+        if key.strip() == "flags" and info["cpu_flags"] == "unknown":
+            have = set(value.split())
+            info["cpu_flags"] = ",".join(f for f in CPU_FLAGS if f in have) or "none"
+    info["cores_given"] = str(cores_given())
+    info["cpus"] = str(os.cpu_count())
+    info["onnxruntime"] = onnxruntime.__version__
+    info["numpy"] = np.__version__
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = "-"
+    info["load"] = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "-"
+    return info
+
+
+def tile_batches(raw: np.ndarray, tile: int, overlap: float, batch: int) -> list[np.ndarray]:
+    """The batches ``sliding_window`` feeds the model for ``raw``, prebuilt (for the bare session)."""
+    from csc_predictor.tiling import tile_grid
+
+    starts = list(tile_grid(raw.shape, (tile,) * 3, overlap=overlap))
+    return [
+        np.stack([raw[z : z + tile, y : y + tile, x : x + tile] for z, y, x in starts[b : b + batch]])[:, None]
+        for b in range(0, len(starts), batch)
+    ]
+
+
+class Timed:
+    """An engine wrapper that adds up the seconds spent inside the model call."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine, self.seconds = engine, 0.0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
+        try:
+            return self.engine(batch)  # type: ignore[operator]
+        finally:
+            self.seconds += time.perf_counter() - t
+
+
 def speed(
     onnx_json: Path, *, size: int, tile: int, overlap: float, batch: int, threads: int, repeats: int
-) -> tuple[float, float]:
-    """(ORT voxels/s, torch voxels/s) on the same region and tiling."""
+) -> dict[str, float]:
+    """Voxels/s of the ORT stage, the torch stage and the bare ORT session, interleaved; and the 1-thread ratio."""
+    import torch
     from csc_predictor.engines import ModelSpec, OnnxEngine, TorchEngine
     from csc_predictor.tiling import sliding_window
 
     spec = ModelSpec.load(onnx_json)
     raw = np.random.default_rng(0).uniform(-1, 1, size=(size, size, size)).astype(np.float32)
-    engines = [OnnxEngine(spec, provider="cpu", threads=threads), TorchEngine(spec, provider="cpu", threads=threads)]
+    ort_eng = OnnxEngine(spec, provider="cpu", threads=threads)
+    torch_eng = TorchEngine(spec, provider="cpu", threads=threads)
+    batches = tile_batches(raw, tile, overlap, batch)
     kw = dict(tile=(tile,) * 3, n_classes=len(CLASSES), overlap=overlap, blend="gaussian", batch_size=batch)
-    out, best = {}, {e.name: float("inf") for e in engines}
-    for eng in engines:
-        sliding_window(raw[:tile, :tile, :tile], eng, **kw)  # warm-up
-    for _ in range(repeats):  # interleaved, so load from other processes hits both engines alike
-        for eng in engines:
+    out: dict[str, np.ndarray] = {}
+    timed = Timed(ort_eng)
+
+    def bare() -> None:
+        for b in batches:
+            ort_eng(b)
+
+    runs = {
+        "onnx": lambda: out.__setitem__("onnx", sliding_window(raw, timed, **kw)),
+        "torch": lambda: out.__setitem__("torch", sliding_window(raw, torch_eng, **kw)),
+        "bare": bare,
+    }
+    for run in runs.values():  # warm-up: every batch shape, arenas and memory patterns in place
+        run()
+    names = list(runs)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    in_run: list[float] = []  # share of each ORT stage repetition spent inside session.run
+    for r in range(repeats):  # interleaved and rotated, so load from other processes hits all three alike
+        for name in names[r % 3 :] + names[: r % 3]:
+            timed.seconds = 0.0
             t = time.perf_counter()
-            out[eng.name] = sliding_window(raw, eng, **kw)
-            best[eng.name] = min(best[eng.name], time.perf_counter() - t)
-    results = {name: raw.size / secs for name, secs in best.items()}
-    for eng in engines:
+            runs[name]()
+            times[name].append(time.perf_counter() - t)
+            if name == "onnx":
+                in_run.append(timed.seconds / times[name][-1])
+    med = {n: float(np.median(v)) for n, v in times.items()}
+    rates = {n: raw.size / secs for n, secs in med.items()}
+    tile_vox = sum(b.size for b in batches)
+    for name, eng in (("onnx", ort_eng), ("torch", torch_eng), ("bare", ort_eng)):
         print(
-            f"speed {eng.name:5s} ({eng.provider}, {eng.threads['intra_op']} threads): {size}^3 voxels, "
-            f"tile {tile}, overlap {overlap}, batch {batch}: best of {repeats} {best[eng.name]:.2f} s, "
-            f"{results[eng.name] / 1e6:.3f} Mvox/s",
+            f"speed {name:5s} ({eng.provider}, {eng.threads['intra_op']} intra-op / {eng.threads['inter_op']} "
+            f"inter-op threads): {size}^3 voxels, {len(batches)} batches of {batch} tiles {tile}^3, overlap "
+            f"{overlap}: median of {repeats} {med[name]:.2f} s (min {min(times[name]):.2f}, max "
+            f"{max(times[name]):.2f}), {rates[name] / 1e6:.3f} Mvox/s",
             file=sys.stderr,
         )
+    ratios = [t / o for t, o in zip(times["torch"], times["onnx"], strict=True)]
+    effs = [b / o for b, o in zip(times["bare"], times["onnx"], strict=True)]
+    print(
+        f"speed: per-repetition torch/onnx {min(ratios):.2f}..{max(ratios):.2f}, bare/onnx {min(effs):.2f}.."
+        f"{max(effs):.2f}; bare session {tile_vox / med['bare'] / 1e6:.3f} Mvox/s of tile voxels "
+        f"({tile_vox / raw.size:.2f} tile voxels per region voxel)",
+        file=sys.stderr,
+    )
+    share = float(np.median(in_run))
+    print(
+        f"profile onnx stage: session.run {100 * share:.1f} % of its time, the rest (gather tiles, sigmoid, "
+        f"weight, accumulate, normalise) {100 * (1 - share):.1f} % (median per repetition)",
+        file=sys.stderr,
+    )
     diff = float(np.abs(out["onnx"] - out["torch"]).max())
     print(f"speed: max |p_ort - p_torch| = {diff:.2e}", file=sys.stderr)
-    return results["onnx"], results["torch"]
+
+    # The kernels alone on one thread, in CPU time of this thread: what the runtimes' code costs, load aside.
+    one_ort = OnnxEngine(spec, provider="cpu", threads=1)
+    one_torch = TorchEngine(spec, provider="cpu", threads=1)  # sets torch's (process-wide) pool to 1
+    try:
+        x = batches[0]
+        cpu: dict[str, list[float]] = {"onnx": [], "torch": []}
+        for eng in (one_ort, one_torch):
+            eng(x)
+        for _ in range(repeats):
+            for name, eng in (("onnx", one_ort), ("torch", one_torch)):
+                c = time.thread_time()
+                eng(x)
+                cpu[name].append(time.thread_time() - c)
+    finally:
+        torch.set_num_threads(torch_eng.threads["intra_op"])
+    cpu_med = {n: float(np.median(v)) for n, v in cpu.items()}
+    print(
+        f"speed 1 thread, model call only ({x.shape[0]} tiles {tile}^3), CPU s of the calling thread: onnx "
+        f"{cpu_med['onnx']:.3f}, torch {cpu_med['torch']:.3f} (median of {repeats})",
+        file=sys.stderr,
+    )
+    return {
+        "ort": rates["onnx"],
+        "torch": rates["torch"],
+        "bare": rates["bare"],
+        "speedup_1t_cpu": cpu_med["torch"] / cpu_med["onnx"],
+        "threads": float(ort_eng.threads["intra_op"]),
+        "in_run": share,
+    }
 
 
 def peak_rss(onnx_json: Path, dataset: Path, out: Path, *, tile: int, block: int, threads: int) -> tuple[float, float]:
@@ -191,13 +342,39 @@ def peak_rss(onnx_json: Path, dataset: Path, out: Path, *, tile: int, block: int
         str(threads),
     ]
     t = time.perf_counter()
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"bench predict: csc-predict failed ({proc.returncode}): {err.strip()[-400:]}")
-    return usage.ru_maxrss / 1024.0, time.perf_counter() - t
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(argv, stderr=err, text=True)
+        peak = tree_peak_rss(proc)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"bench predict: csc-predict failed ({proc.returncode}): {err.read().strip()[-400:]}")
+    return peak / 2**20, time.perf_counter() - t
+
+
+def tree_peak_rss(proc: subprocess.Popen, interval: float = 0.05) -> int:
+    """Peak RSS (bytes) of ``proc`` and its children, sampled with psutil until it exits.
+
+    Not ``wait4``'s ``ru_maxrss``: Linux keeps the largest RSS a process had across ``exec``, and
+    ``subprocess`` starts a child with vfork, so a child's ``ru_maxrss`` is at least this bench
+    process's own peak (a ``python -c pass`` spawned from an 800 MiB parent reports 825 MiB). The
+    sampling misses nothing that matters: a block's arrays live for seconds.
+    """
+    import psutil
+
+    peak = 0
+    try:
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            rss = ps.memory_info().rss
+            for child in ps.children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    rss += child.memory_info().rss
+            peak = max(peak, rss)
+            time.sleep(interval)
+    except psutil.NoSuchProcess:  # exited between poll() and the sample
+        pass
+    proc.wait()
+    return peak
 
 
 def main() -> int:
@@ -206,8 +383,8 @@ def main() -> int:
     ap.add_argument("--overlap", type=float, default=0.25)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--speed-size", type=int, default=112, help="edge of the region timed for both engines")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--repeats", type=int, default=7, help="interleaved repetitions; rates from the median")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads of both engines (0: the cores given)")
     ap.add_argument("--block", type=int, default=128)
     ap.add_argument("--sizes", default="256,512", help="volume edges for the peak-RSS runs")
     ap.add_argument("--quick", action="store_true", help="a small net (depth 2, 4 features) for a fast smoke run")
@@ -229,7 +406,14 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         (work / "model").mkdir(exist_ok=True)
         onnx_json = build_model(work / "model", arch, args.tile)
-        ort_vs, torch_vs = speed(
+        info = machine()
+        print(
+            f"machine: {info['cpu']}; cpu flags {info['cpu_flags']}; {info['cores_given']} cores given of "
+            f"{info['cpus']}; onnxruntime {info['onnxruntime']}, torch {info['torch']}, numpy {info['numpy']}; "
+            f"load average {info['load']}",
+            file=sys.stderr,
+        )
+        sp = speed(
             onnx_json,
             size=args.speed_size,
             tile=args.tile,
@@ -253,7 +437,18 @@ def main() -> int:
             )
             meta = json.loads((work / f"pred{size}.json").read_text())
             print(f"rss: manifest provider {meta['provider']}, blocks {meta['counts']['blocks']}", file=sys.stderr)
-    parts = [f"speedup={ort_vs / torch_vs:.2f}", f"ort_vox_s={ort_vs:.0f}", f"torch_vox_s={torch_vs:.0f}"]
+    parts = [
+        f"speedup={sp['ort'] / sp['torch']:.2f}",
+        f"ort_vox_s={sp['ort']:.0f}",
+        f"torch_vox_s={sp['torch']:.0f}",
+        f"bare_vox_s={sp['bare']:.0f}",
+        f"efficiency={sp['ort'] / sp['bare']:.2f}",
+        f"in_run={sp['in_run']:.2f}",
+        f"speedup_1t_cpu={sp['speedup_1t_cpu']:.2f}",
+        f"threads={sp['threads']:.0f}",
+        f"cpu_flags={info['cpu_flags']}",
+        f"load={info['load']}",
+    ]
     parts += [f"rss_{s}_mib={m:.0f}" for s, m in rss.items()]
     print("bench predict: " + " ".join(parts))
     return 0

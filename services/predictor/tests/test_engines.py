@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from csc_common.errors import InputError
-from csc_predictor.engines import ModelSpec, OnnxEngine, TorchEngine, probe
+from csc_predictor import engines
+from csc_predictor.engines import ModelSpec, OnnxEngine, TorchEngine, cgroup_cpu_quota, cores_given, probe
 
 
 def _spec(root: Path) -> ModelSpec:
@@ -60,3 +61,58 @@ def test_checkpoint_sha_mismatch(fixture_copy: Path) -> None:
     ckpt.write_bytes(ckpt.read_bytes() + b"x")
     with pytest.raises(InputError, match="sha256 does not match the one recorded in .*model.json"):
         TorchEngine(_spec(fixture_copy))
+
+
+def test_session_options_are_the_tuned_ones(fixture_root: Path) -> None:
+    import onnxruntime as ort
+
+    opts = OnnxEngine(_spec(fixture_root), provider="cpu", threads=1).session.get_session_options()
+    assert opts.intra_op_num_threads == 1 and opts.inter_op_num_threads == 1
+    assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert opts.enable_cpu_mem_arena and opts.enable_mem_pattern
+
+
+def test_both_engines_default_to_the_cores_given(fixture_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(engines, "cores_given", lambda: 1)
+    before = torch.get_num_threads()
+    try:
+        onnx, torch_ = OnnxEngine(_spec(fixture_root), threads=0), TorchEngine(_spec(fixture_root), threads=0)
+        assert onnx.session.get_session_options().intra_op_num_threads == 1
+        assert onnx.threads == torch_.threads == {"intra_op": 1, "inter_op": 1, "requested_intra_op": 0}
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "files,want",
+    [
+        ({"cpu.max": "200000 100000\n"}, 2),
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: round up, the second thread still gets half a core
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_cgroup_cpu_quota(tmp_path: Path, files: dict[str, str], want: int | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path) == want
+
+
+def test_cores_given_is_capped_by_affinity_and_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr("psutil.cpu_count", lambda logical=True: 64)
+    monkeypatch.setattr(engines, "cgroup_cpu_quota", lambda: None)
+    assert cores_given() == 4
+    monkeypatch.setattr(engines, "cgroup_cpu_quota", lambda: 2)
+    assert cores_given() == 2
+    monkeypatch.setattr("psutil.cpu_count", lambda logical=True: 1)  # one physical core, hyperthreads aside
+    assert cores_given() == 1

@@ -68,6 +68,18 @@ def test_encode() -> None:
     assert encode(p, "float16").dtype == np.float16
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "float16", "float32"])
+def test_encode_is_the_plain_formula_and_leaves_its_input_alone(dtype: str) -> None:
+    block = np.random.default_rng(3).uniform(-0.2, 1.2, size=(3, 9, 10, 11)).astype(np.float32)
+    view = block[1, 1:8, 2:9, 3:10]  # the predictor encodes views into the blended region
+    before = view.copy()
+    got = encode(view, dtype)
+    plain = np.rint(np.clip(before, 0.0, 1.0) * 255.0).astype(np.uint8) if dtype == "uint8" else None
+    np.testing.assert_array_equal(got, plain if plain is not None else np.clip(before, 0.0, 1.0).astype(dtype))
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(view, before)
+
+
 def test_block_markers_are_keyed_by_plan(tmp_path: Path) -> None:
     m = BlockMarkers(tmp_path / "p.blocks", "a" * 64)
     assert m.plan_hash() is None and m.done_ids() == set()

@@ -34,7 +34,13 @@ class Config:
     provider: Literal["auto", "cpu", "cuda"] = field(
         default="auto", metadata={"help": "auto: CUDA when onnxruntime-gpu and a GPU are present, else CPU"}
     )
-    threads: int = field(default=0, metadata={"help": "intra-op threads (0: the runtime's default)", "min": 0})
+    threads: int = field(
+        default=0,
+        metadata={
+            "help": "intra-op threads (0: the cores given: CPU affinity, physical cores, cgroup CPU quota)",
+            "min": 0,
+        },
+    )
     tile: str = field(default="", metadata={"help": "tile shape 'z,y,x' in voxels (default: the model's patch shape)"})
     overlap: float = field(
         default=0.25, metadata={"help": "fraction of a tile shared with its neighbour, [0, 1)", "min": 0.0, "lt": 1.0}

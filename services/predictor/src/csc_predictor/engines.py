@@ -9,6 +9,7 @@ CLI has validated its input manifests.
 """
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,13 +114,11 @@ class OnnxEngine:
         wanted = ["CPUExecutionProvider"]
         if provider in ("auto", "cuda") and "CUDAExecutionProvider" in available:
             wanted.insert(0, "CUDAExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(0, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 4  # the predictor reports failures itself, in one line
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        intra = resolve_threads(threads)
         try:
-            self.session = ort.InferenceSession(str(spec.onnx_path), sess_options=opts, providers=wanted)
+            self.session = ort.InferenceSession(
+                str(spec.onnx_path), sess_options=session_options(intra), providers=wanted
+            )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
             raise InputError(f"{spec.onnx_path}: not a loadable ONNX model ({_first_line(exc)})") from None
         inputs = self.session.get_inputs()
@@ -133,11 +132,35 @@ class OnnxEngine:
         self.provider = self.session.get_providers()[0]
         if provider == "cuda" and self.provider != "CUDAExecutionProvider":
             raise InputError(f"--provider cuda: the session fell back to {self.provider} (no usable GPU)")
-        intra = int(threads) if threads > 0 else _default_threads()
         self.threads = {"intra_op": intra, "inter_op": 1, "requested_intra_op": int(threads)}
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+
+def session_options(intra_op_threads: int) -> Any:
+    """The ``SessionOptions`` of every predictor session, CPU or CUDA (``bench/gpu_check.py`` runs these too).
+
+    Measured on the bench U-Net (issue 20): ``session.run`` is ~97 % of ``sliding_window`` and
+    its time is the Conv nodes, so what matters is that Conv, BatchNorm and ReLU are fused
+    (``ORT_ENABLE_ALL``; it also adds the NCHWc layout for 2D nets) and that the pool has
+    exactly the cores given: one intra-op thread per core, no inter-op pool (a U-Net is a
+    chain, nothing runs in parallel branches), sequential execution. The memory arena and
+    pattern planner stay on: a run repeats one batch shape, so buffers are reused, not
+    reallocated. IO binding with a preallocated output measured no gain on CPU (no change
+    beyond noise), and thread spinning on or off the same CPU time, so both stay ORT's default.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(intra_op_threads))
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_cpu_mem_arena = True
+    opts.enable_mem_pattern = True
+    opts.log_severity_level = 4  # the predictor reports failures itself, in one line
+    return opts
 
 
 class TorchEngine:
@@ -173,8 +196,7 @@ def load_torch_model(model_manifest: Path, *, provider: Provider = "auto", threa
 
     m = views.load(model_manifest, ModelView)
     ckpt = m.checkpoint.verify(f"{m.path}: /checkpoint/path")
-    if threads > 0:
-        torch.set_num_threads(int(threads))
+    torch.set_num_threads(resolve_threads(threads))
     model, _ = nets.load_model(ckpt, dict(m.architecture))
     use_cuda = provider in ("auto", "cuda") and torch.cuda.is_available()
     if provider == "cuda" and not use_cuda:
@@ -206,13 +228,47 @@ def probe(engine: "OnnxEngine | TorchEngine", spec: ModelSpec, tile: Shape3) -> 
         )
 
 
-def _default_threads() -> int:
+def resolve_threads(threads: int) -> int:
+    """Intra-op threads for ``--threads``: the number asked for, or (0) the cores given to this process."""
+    return int(threads) if threads > 0 else cores_given()
+
+
+def cores_given() -> int:
+    """Cores this process may use: its CPU affinity, at most the physical cores, capped by a cgroup CPU quota.
+
+    ORT's and torch's own defaults honour the affinity mask but not a quota, so a container limited to
+    2 CPUs (``docker --cpus``, a k8s limit) on a 64-core node would run 32-64 threads and be throttled.
+    Both engines get this same count, so their benchmark comparison is like for like.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
     try:
         import psutil
 
-        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+        n = min(n, int(psutil.cpu_count(logical=False) or n))  # hyperthread siblings add little to a conv
     except ImportError:  # pragma: no cover
-        return os.cpu_count() or 1
+        pass
+    quota = cgroup_cpu_quota()
+    return max(1, min(n, quota) if quota else n)
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """CPUs this cgroup's quota allows, rounded up (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``); None: no quota."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        q, per = int(quota), int(period)
+    except ValueError:  # "max": no quota
+        return None
+    return max(1, math.ceil(q / per)) if q > 0 and per > 0 else None
 
 
 def _installed(dist: str) -> bool:
