@@ -118,11 +118,12 @@ demo: $(STAGE_DEPS) ## the whole pipeline on the embedded synthetic dataset, the
 	@echo "Scores: $(DATA)/result.json  (table above; pictures: $(DATA)/montage*.png, $(DATA)/scores.png)"
 
 # ---------------------------------------------------------------- checks
-lint: $(STAMP) ## ruff over every package and test
+lint: $(STAMP) ## ruff, ruff format --check and mypy over every package
 	$(BIN)/ruff check services tests conftest.py
 	$(BIN)/ruff format --check services tests conftest.py
+	$(BIN)/mypy
 
-test: $(STAMP) lint ## every test (ruff + pytest); .ci/run calls this
+test: $(STAMP) lint ## every test (lint + pytest); .ci/run calls this
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - treating as a failure"; exit 1; fi; \
 	exit $$rc
