@@ -96,6 +96,27 @@ class Header:
 
 
 @dataclass(frozen=True)
+class VoxelCounts:
+    """How much of a ground-truth class volume (its finest level) is annotated, and how much is the class.
+
+    ``annotated``: voxels whose label is known (present or absent); ``present``:
+    voxels labelled as the class. Recorded by the fetcher from the label
+    array's metadata (``cellmap.annotation.complement_counts``) or, where that is
+    absent, from the contents it copied; read by ``csc get-counts``.
+    """
+
+    annotated: int
+    present: int
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "VoxelCounts":
+        return cls(int(d["annotated"]), int(d["present"]))
+
+    def to_json(self) -> dict[str, int]:
+        return {"annotated": self.annotated, "present": self.present}
+
+
+@dataclass(frozen=True)
 class ClassEntry:
     """One class volume: name, kind, grid, and where its array is (inside the stage's zarr)."""
 
@@ -105,14 +126,16 @@ class ClassEntry:
     path: str | None = None
     dtype: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    counts: VoxelCounts | None = None  # ground truth of training crops (dataset manifests)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], kinds: Mapping[str, ClassKind] | None = None) -> "ClassEntry":
         from csc_common.classes import class_kind
 
         kind = d.get("kind") or (kinds or {}).get(d["name"]) or class_kind(d["name"])
-        rest = {k: v for k, v in d.items() if k not in ("name", "kind", "geometry", "path", "dtype")}
-        return cls(d["name"], kind, Geometry.from_json(d["geometry"]), d.get("path"), d.get("dtype"), rest)
+        rest = {k: v for k, v in d.items() if k not in ("name", "kind", "geometry", "path", "dtype", "counts")}
+        counts = VoxelCounts.from_json(d["counts"]) if d.get("counts") is not None else None
+        return cls(d["name"], kind, Geometry.from_json(d["geometry"]), d.get("path"), d.get("dtype"), rest, counts)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
@@ -121,6 +144,8 @@ class ClassEntry:
         out["geometry"] = self.geometry.to_json()
         if self.dtype is not None:
             out["dtype"] = self.dtype
+        if self.counts is not None:
+            out["counts"] = self.counts.to_json()
         return {**out, **self.details}
 
 

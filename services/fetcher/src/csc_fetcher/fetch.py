@@ -33,10 +33,10 @@ from csc_common.errors import InputError
 from csc_common.fsutil import atomic_write_text, sha256_file
 from csc_common.geometry import Box
 from csc_common.manifest import now, relpath
-from csc_common.views import ClassEntry, CropEntry, DatasetEntry, DatasetView, EmLevel, Header, Split
+from csc_common.views import ClassEntry, CropEntry, DatasetEntry, DatasetView, EmLevel, Header, Split, VoxelCounts
 from csc_common.volumes import Level, parse_multiscales
 
-from csc_fetcher import synthetic
+from csc_fetcher import synthetic, voxelcounts
 from csc_fetcher.config import Config
 from csc_fetcher.io import DEFAULT_BUCKET, default_location, read_text
 from csc_fetcher.plan import (
@@ -441,8 +441,12 @@ def dataset_view(
     header: Header,
     kinds: dict[str, ClassKind],
     timings: dict[str, float],
+    voxel_counts: dict[tuple[int, str], VoxelCounts] | None = None,
 ) -> DatasetView:
-    """The dataset manifest of a finished fetch; ``kinds`` is the one record of each class's kind."""
+    """The dataset manifest of a finished fetch; ``kinds`` is the one record of each class's kind.
+
+    ``voxel_counts``: voxel counts of each training (crop, class), see `voxelcounts`.
+    """
     datasets = tuple(
         DatasetEntry(
             ds,
@@ -462,6 +466,7 @@ def dataset_view(
                     ci.levels[0].geometry,
                     ci.path,
                     details={"levels": [_level_json(lv) for lv in ci.levels]},
+                    counts=(voxel_counts or {}).get((cp.crop_id, ci.name)),
                 )
                 for ci in cp.classes
             )
@@ -491,6 +496,14 @@ def dataset_view(
         test_manifest=(dest / "test_crop_manifest.csv").resolve(),
         truth=(dest / "ground_truth.zarr").resolve() if plan.truth else None,
     )
+
+
+def count_voxels(plan: Plan, dest: Path, workers: int) -> dict[tuple[int, str], VoxelCounts]:
+    """Voxel counts of every fetched training (crop, class), from the finest label level just copied."""
+    keys = [(cp, ci) for cp in plan.crops for ci in cp.classes]
+    dirs = [dest / cp.dataset / f"{cp.dataset}.zarr" / ci.path / ci.levels[0].path for cp, ci in keys]
+    got = voxelcounts.count_levels(dirs, workers=min(workers, 4))
+    return {(cp.crop_id, ci.name): c for (cp, ci), c in zip(keys, got, strict=True)}
 
 
 def manifest_inputs(manifests: dict[str, str], output: Path) -> list[dict[str, str]]:
@@ -567,10 +580,16 @@ def run(cfg: Config, *, args: list[str] | None = None) -> DatasetView | None:
     res = copy(plan.items, source, workers=workers, batch_size=cfg.batch_size)
     t_copy = time.perf_counter()
     atomic_write_text(dest / "test_crop_manifest.csv", write_crop_manifest(plan.test_rows))
-    timings = {"plan_s": t_plan - t0, "copy_s": t_copy - t_plan, "workers": workers}
+    voxel_counts = count_voxels(plan, dest, workers)
+    timings = {
+        "plan_s": t_plan - t0,
+        "copy_s": t_copy - t_plan,
+        "count_s": time.perf_counter() - t_copy,
+        "workers": workers,
+    }
     header = Header.new("fetcher", started, inputs=manifest_inputs(plan.manifests, output), args=args)
     kinds = kinds_for(class_names(plan), override)
-    view = views.save(dataset_view(plan, res, dest, output, header, kinds, timings), output)
+    view = views.save(dataset_view(plan, res, dest, output, header, kinds, timings, voxel_counts), output)
     dt = time.perf_counter() - t0
     n_train = sum(c.split == "train" for c in plan.crops)
     log.info(

@@ -205,3 +205,24 @@ class DatasplitConfig(_Selection):
     def scale_nm(self) -> Vec3 | None:
         """The --scale filter (nm); None = no filter."""
         return parse_vec3(self.scale, "--scale") if self.scale else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CountsConfig:
+    """Per dataset and class: how many training crops annotate the class, and its voxel counts (from the manifest)."""
+
+    dataset: str = field(metadata=_h("dataset manifest (fetcher output)"))
+    classes: str = field(
+        default="nuc,er",
+        metadata={"args": ["-c", "--classes"], **_h("comma list of classes, or 'all' (every class the manifest has)")},
+    )
+    json: bool = field(default=False, metadata=_h("print JSON instead of the table"))
+
+    def __post_init__(self) -> None:
+        if self.classes.strip() != "all":
+            _class_list(self.classes, "--classes")
+
+    @property
+    def class_list(self) -> list[str] | None:
+        """The requested classes; None = every class of the manifest."""
+        return None if self.classes.strip() == "all" else _class_list(self.classes, "--classes")
