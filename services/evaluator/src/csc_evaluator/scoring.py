@@ -293,22 +293,14 @@ def score_instance(
 
 
 # ---------------------------------------------------------------- missing / empty
-def missing_score(truth: np.ndarray, voxel_size: Sequence[float], *, instance: bool) -> dict[str, Any]:
-    """A class or crop not submitted: semantic FN = every voxel; instance FN = every GT object, NH entries 0."""
+def missing_score(truth: np.ndarray, *, instance: bool) -> dict[str, Any]:
+    """A class or crop not submitted: semantic FN = every voxel; instance FN = every GT object, NH entries 0.
+
+    The same fields as the official record (no per-crop F1 or distances: those exist per class only).
+    """
     n_voxels = int(np.prod(truth.shape, dtype=np.int64))
     if not instance:
         return {"tp": 0, "fp": 0, "fn": n_voxels, "status": "missing"}
     ids = np.unique(truth)
     n = int(np.count_nonzero(ids))
-    return {
-        "f1": 0.0,
-        "tp": 0,
-        "fp": 0,
-        "fn": n,
-        "hausdorff_distance": compute_max_distance(voxel_size, truth.shape),
-        "normalized_hausdorff_distance": 0.0,
-        "combined_score": 0.0,
-        "hausdorff_norm_sum": 0.0,
-        "n_hausdorff": n,
-        "status": "missing",
-    }
+    return {"tp": 0, "fp": 0, "fn": n, "hausdorff_norm_sum": 0.0, "n_hausdorff": n, "status": "missing"}
