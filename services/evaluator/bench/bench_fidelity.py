@@ -269,7 +269,7 @@ def _instance_pair(rng, shape, case: Case, feats: Counter) -> tuple[np.ndarray, 
         taken |= m
         masks.append(m)
     sparse = t_dtype in (np.uint32, np.uint64) and rng.random() < 0.4
-    top = min(20000, int(np.prod(shape)))  # the official cannot score ids >= the voxel count (departure 10)
+    top = min(20000, int(np.prod(shape)))  # the official cannot score ids >= the voxel count (departure 8)
     ids = rng.choice(np.arange(1, top), len(masks), replace=False) if sparse else rng.permutation(len(masks)) + 1
     feats["sparse_truth_ids"] += bool(sparse and masks)
     truth = np.zeros(shape, t_dtype)
@@ -473,13 +473,13 @@ def make_case(root: Path, seed: list[int], family: str = "random") -> Case:
 
 
 # ---------------------------------------------------------------- departures (README "Where we differ")
-DEPARTURES = {
+DEPARTURES = {  # keys and numbers as in README.md "Where we differ"
     "d1_unmatched_id_kept": "1: an unmatched prediction whose component id equals an unmatched GT id",
     "d2_multiscale_group": "2: a class submitted as an OME-NGFF multiscale group",
     "d3_mask_array": "3: a <class>_mask truth array",
-    "d8_truth_without_row": "8: a submitted truth class with no test-manifest row",
-    "d9_group_transform": "9: a multiscale group with a group-level coordinateTransformations",
-    "d10_gt_id_over_voxels": "10: a GT id >= the crop's voxel count",
+    "d6_truth_without_row": "6: a submitted truth class with no test-manifest row",
+    "d7_group_transform": "7: a multiscale group with a group-level coordinateTransformations",
+    "d8_gt_id_over_voxels": "8: a GT id >= the crop's voxel count",
 }
 
 
@@ -494,7 +494,7 @@ def _departure(family, rng, truth, sub, rows, cid, unprefixed, case: Case) -> No
     scrop = str(cid) if unprefixed else crop
     tg = truth[crop]
     sg = sub.require_group(scrop)
-    label = "mt" if family in ("d1_unmatched_id_kept", "d10_gt_id_over_voxels") else "nucpl"  # not in the pools
+    label = "mt" if family in ("d1_unmatched_id_kept", "d8_gt_id_over_voxels") else "nucpl"  # not in the pools
     rows[:] = [r for r in rows if (r.crop_id, r.class_label) != (cid, label)]
     if family == "d1_unmatched_id_kept":
         t = np.zeros(geom.shape, np.uint8)
@@ -508,7 +508,7 @@ def _departure(family, rng, truth, sub, rows, cid, unprefixed, case: Case) -> No
         rows.append(CropRow(cid, "ds", label, geom))
         case.features[family] += 1
         return
-    if family == "d10_gt_id_over_voxels":
+    if family == "d8_gt_id_over_voxels":
         t = np.zeros(geom.shape, np.uint32)
         t[4:9, 4:9, 4:9] = 1
         t[15:20, 15:20, 15:20] = geom.num_voxels + 7
@@ -521,11 +521,11 @@ def _departure(family, rng, truth, sub, rows, cid, unprefixed, case: Case) -> No
     t = np.zeros(geom.shape, np.uint8)
     t[2:9, 3:12, 4:10] = 1
     p = np.roll(t, 1, 0)
-    if family in ("d2_multiscale_group", "d9_group_transform"):
+    if family in ("d2_multiscale_group", "d7_group_transform"):
         fine = np.repeat(np.repeat(np.repeat(p, 2, 0), 2, 1), 2, 2)
         levels = [(fine, Geometry((2.0,) * 3, geom.translation, fine.shape)), (p, geom)]
         grp = volumes.write_multiscale(sg, label, levels)
-        if family == "d9_group_transform":
+        if family == "d7_group_transform":
             ms = dict(grp.attrs)["multiscales"]
             ms[0]["coordinateTransformations"] = [{"type": "translation", "translation": [8.0, 0.0, 0.0]}]
             grp.attrs["multiscales"] = ms
@@ -536,7 +536,7 @@ def _departure(family, rng, truth, sub, rows, cid, unprefixed, case: Case) -> No
         mask = np.ones(geom.shape, np.uint8)
         mask[:, :, :5] = 0
         _write_array(tg, f"{label}_mask", mask, geom)
-    if family != "d8_truth_without_row":
+    if family != "d6_truth_without_row":
         rows.append(CropRow(cid, "ds", label, geom))
     case.features[family] += 1
 
