@@ -48,7 +48,7 @@ SELECT := $(call opt,--crops,$(CROPS)) $(call opt,--classes,$(CLASSES))
 MODEL_DIR := models/$(MODEL)
 
 PHONY_EXTRA := submission
-.PHONY: help demo test $(PHONY_EXTRA) lint venv clean view montage bench bench-fetch bench-train bench-predict bench-process bench-evaluate \
+.PHONY: help demo test $(PHONY_EXTRA) lint venv clean view montage bench bench-fetch bench-train bench-predict bench-process bench-evaluate bench-fidelity \
         fetch train export predict process pack evaluate
 
 help: ## list the targets
@@ -140,6 +140,8 @@ bench-process: $(STAMP) ## process: components + watershed, blockwise vs whole; 
 	$(BIN)/python services/postprocessor/bench/bench_process.py
 bench-evaluate: $(STAMP) ## evaluate: ours (1, 2 workers) vs a straightforward implementation
 	$(BIN)/python services/evaluator/bench/bench_evaluate.py
+bench-fidelity: $(STAMP) ## evaluate vs the official scorer on generated cases (CSC_ORACLE=DIR; BENCH_FIDELITY_CASES, _RULES)
+	$(BIN)/python services/evaluator/bench/bench_fidelity.py
 
 clean: ## remove pipeline outputs (DATA)
 	rm -rf $(DATA)

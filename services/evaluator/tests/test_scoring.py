@@ -296,9 +296,9 @@ def test_missing_scores():
     t = vol(dtype=np.uint8)
     t[0, 0, 0] = 1
     t[5, 5, 5] = 4
-    sem = scoring.missing_score(t, VS, instance=False)
+    sem = scoring.missing_score(t, instance=False)
     assert (sem["tp"], sem["fp"], sem["fn"], sem["status"]) == (0, 0, 1000, "missing")
-    inst = scoring.missing_score(t, VS, instance=True)
+    inst = scoring.missing_score(t, instance=True)
     assert (inst["tp"], inst["fp"], inst["fn"], inst["n_hausdorff"], inst["hausdorff_norm_sum"]) == (0, 0, 2, 2, 0.0)
 
 

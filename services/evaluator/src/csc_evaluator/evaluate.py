@@ -171,7 +171,7 @@ def run_job(job: Job, constants: Constants, rules: Rules) -> dict[str, Any]:
     truth_arr = volumes.open_array(job.truth)
     if job.pred is None and not job.empty:
         truth = np.asarray(truth_arr[...])
-        rec = scoring.missing_score(truth, _truth_voxel_size(truth_arr, job.truth), instance=job.instance)
+        rec = scoring.missing_score(truth, instance=job.instance)
         return {
             **rec,
             "num_voxels": int(truth.size),

@@ -6,16 +6,14 @@ prediction by 26-connected components, match instances one-to-one on IoU
 (optimal, any IoU > 0), and give TP/FP/FN plus the sum and count of
 normalised Hausdorff distances, which aggregation pools per class.
 
-Speed without changing numbers:
+Matching is OR-tools' min-cost flow on the official network, arc for arc, so that
+exact ties (equal-size halves of a split, a bridge between equal objects) are broken
+as on the leaderboard; with the official id-preserving remap a different tie choice
+changes other GT instances' Hausdorff distances, not only the pair's.
 
-* matching splits the bipartite overlap graph into connected components and
-  solves each with ``scipy.optimize.linear_sum_assignment`` on the augmented
-  cost matrix (one private "unmatched" column per GT at ``scale + 1``); this
-  has the same optimum as the official min-cost flow (tests prove it against
-  brute force, ties included);
-* each Hausdorff distance is computed inside the union bounding box of the
-  two instances instead of a box padded by half the crop: every voxel of
-  either set lies inside, so the distance transform gives identical values.
+Speed without changing numbers: each Hausdorff distance is computed inside the union
+bounding box of the two instances instead of a box padded by half the crop: every
+voxel of either set lies inside, so the distance transform gives identical values.
 """
 
 from collections.abc import Sequence
@@ -23,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import ndimage, optimize, sparse
-from scipy.sparse import csgraph
+from scipy import ndimage
 
 from csc_evaluator.constants import Constants
 
@@ -79,6 +76,9 @@ class Overlaps:
     iou: np.ndarray  # float32, like the official
 
 
+GT_NODE_LIMIT = 1 << 22  # above this max GT id, GTs are compacted (the official cannot run there at all)
+
+
 class TooManyInstances(Exception):
     pass
 
@@ -92,7 +92,7 @@ def instance_overlaps(truth: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: in
         empty = np.zeros(0, np.int64)
         return Overlaps(n_gt, n_pred, empty, empty, np.zeros(0, np.float32))
     g_ids = None
-    if n_gt > (1 << 22):  # sparse huge ids: count on compact ids, report real ones
+    if n_gt > GT_NODE_LIMIT:  # sparse huge ids: count on compact ids, report real ones
         g_ids, inv = np.unique(g, return_inverse=True)
         g = inv.reshape(-1).astype(np.int64) + (0 if g_ids[0] == 0 else 1)
         if g_ids[0] != 0:
@@ -121,41 +121,47 @@ def match_costs(iou: np.ndarray, cost_scale: int) -> np.ndarray:
 def optimal_matching(ov: Overlaps, cost_scale: int) -> dict[int, int]:
     """Optimal one-to-one matching ``{pred_id: gt_id}`` minimising the official flow cost.
 
-    Cost = sum of matched arc costs + ``(scale + 1)`` per unmatched GT. Each
-    connected component of the overlap graph is independent; a component is
-    solved by ``linear_sum_assignment`` over its GTs x (its predictions + one
-    private "unmatched" column per GT).
+    Cost = sum of matched arc costs + ``(scale + 1)`` per unmatched GT. Solved with OR-tools'
+    ``SimpleMinCostFlow`` on the official network: the same nodes (source, GT 1..nG, prediction
+    1..nP, sink) and the same arcs in the same order. That is what makes ties come out as on the
+    leaderboard: when several assignments cost exactly the same (a GT split into equal halves, a
+    prediction bridging two equal GTs), the solver's choice depends on the whole network, even on
+    GT ids without any overlap, so no per-component solver or tie rule can reproduce it.
     """
+    from ortools.graph.python import min_cost_flow
+
     if ov.rows.size == 0:
         return {}
-    costs = match_costs(ov.iou, cost_scale)
-    unmatched = float(cost_scale + 1)
-    gt_nodes, gt_node = np.unique(ov.rows, return_inverse=True)  # only GTs with an edge are nodes
-    n_nodes = gt_nodes.size + ov.n_pred
-    graph = sparse.coo_matrix(
-        (np.ones(ov.rows.size, np.int8), (gt_node, gt_nodes.size + ov.cols)), shape=(n_nodes, n_nodes)
+    rows, n_gt, gt_ids = ov.rows, ov.n_gt, None
+    if n_gt > GT_NODE_LIMIT:  # sparse huge ids: one node per GT that overlaps something
+        gt_ids, rows = np.unique(ov.rows, return_inverse=True)
+        n_gt = gt_ids.size
+    n_pred, n_edges = ov.n_pred, rows.size
+    gt0, pred0, sink = 1, 1 + n_gt, 1 + n_gt + n_pred
+    gts = gt0 + np.arange(n_gt, dtype=np.int64)
+    preds = pred0 + np.arange(n_pred, dtype=np.int64)
+    tails = np.concatenate([np.zeros(n_gt, np.int64), gts, gt0 + rows, preds])
+    heads = np.concatenate([gts, np.full(n_gt, sink), pred0 + ov.cols, np.full(n_pred, sink)])
+    costs = np.concatenate(
+        [
+            np.zeros(n_gt, np.int64),
+            np.full(n_gt, cost_scale + 1, np.int64),
+            match_costs(ov.iou, cost_scale),
+            np.zeros(n_pred, np.int64),
+        ]
     )
-    _, comp = csgraph.connected_components(graph, directed=False)
-    edge_comp = comp[gt_node]
-    order = np.argsort(edge_comp, kind="stable")
-    bounds = np.flatnonzero(np.diff(edge_comp[order])) + 1
-    mapping: dict[int, int] = {}
-    for idx in np.split(order, bounds):
-        r, c, w = ov.rows[idx], ov.cols[idx], costs[idx]
-        if idx.size == 1:  # one GT, one prediction: matching always beats "unmatched" (cost <= scale)
-            mapping[int(c[0]) + 1] = int(r[0]) + 1
-            continue
-        gts, r_local = np.unique(r, return_inverse=True)
-        preds, c_local = np.unique(c, return_inverse=True)
-        ng, npred = gts.size, preds.size
-        m = np.full((ng, npred + ng), np.inf)
-        m[r_local, c_local] = w
-        m[np.arange(ng), npred + np.arange(ng)] = unmatched
-        row_ind, col_ind = optimize.linear_sum_assignment(m)
-        for ri, ci in zip(row_ind, col_ind, strict=True):
-            if ci < npred:
-                mapping[int(preds[ci]) + 1] = int(gts[ri]) + 1
-    return mapping
+    mcf = min_cost_flow.SimpleMinCostFlow()
+    mcf.add_arcs_with_capacity_and_unit_cost(
+        tails.astype(np.int32), heads.astype(np.int32), np.ones(tails.size, np.int64), costs
+    )
+    mcf.set_node_supply(0, int(n_gt))
+    mcf.set_node_supply(sink, -int(n_gt))
+    if mcf.solve() != mcf.OPTIMAL:
+        raise ValueError("min-cost flow found no optimal solution")
+    edge_arcs = np.arange(2 * n_gt, 2 * n_gt + n_edges, dtype=np.int32)
+    used = np.flatnonzero(np.asarray(mcf.flows(edge_arcs)) == 1)
+    matched_rows = rows[used] if gt_ids is None else gt_ids[rows[used]]
+    return {int(c) + 1: int(r) + 1 for r, c in zip(matched_rows, ov.cols[used], strict=True)}
 
 
 def _bboxes(labels: np.ndarray, ids: np.ndarray) -> dict[int, tuple[slice, ...]]:
@@ -264,7 +270,7 @@ def score_instance(
             return {**skipped, "status": "skipped_too_many_instances"}
         try:
             mapping = optimal_matching(ov, constants.mcmf_cost_scale)
-        except ValueError:  # pragma: no cover - infeasible cannot happen with the unmatched columns
+        except ValueError:  # pragma: no cover - infeasible cannot happen with the unmatched arcs
             return {**skipped, "status": "matching_failed"}
     truth_ids = np.unique(truth)
     truth_ids = truth_ids[truth_ids != 0]
@@ -287,22 +293,14 @@ def score_instance(
 
 
 # ---------------------------------------------------------------- missing / empty
-def missing_score(truth: np.ndarray, voxel_size: Sequence[float], *, instance: bool) -> dict[str, Any]:
-    """A class or crop not submitted: semantic FN = every voxel; instance FN = every GT object, NH entries 0."""
+def missing_score(truth: np.ndarray, *, instance: bool) -> dict[str, Any]:
+    """A class or crop not submitted: semantic FN = every voxel; instance FN = every GT object, NH entries 0.
+
+    The same fields as the official record (no per-crop F1 or distances: those exist per class only).
+    """
     n_voxels = int(np.prod(truth.shape, dtype=np.int64))
     if not instance:
         return {"tp": 0, "fp": 0, "fn": n_voxels, "status": "missing"}
     ids = np.unique(truth)
     n = int(np.count_nonzero(ids))
-    return {
-        "f1": 0.0,
-        "tp": 0,
-        "fp": 0,
-        "fn": n,
-        "hausdorff_distance": compute_max_distance(voxel_size, truth.shape),
-        "normalized_hausdorff_distance": 0.0,
-        "combined_score": 0.0,
-        "hausdorff_norm_sum": 0.0,
-        "n_hausdorff": n,
-        "status": "missing",
-    }
+    return {"tp": 0, "fp": 0, "fn": n, "hausdorff_norm_sum": 0.0, "n_hausdorff": n, "status": "missing"}
