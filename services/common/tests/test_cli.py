@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
-from csc_common.cli import parse_config, run_main
+from csc_common.cli import parse_config, refuse_ignored, run_main
 from csc_common.errors import InputError
 from csc_common.umbrella import main as csc_main
 
@@ -190,3 +190,53 @@ def test_list_vector_and_crop_id_parsers():
     ):
         with pytest.raises(InputError):
             bad()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Modes:
+    """A mode and options that only some modes use."""
+
+    region: str = ""
+    crops: str = "test"
+    halo: int = 16
+    zip: bool = False
+    em: bool = True
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.region:
+            refuse_ignored(self, ["crops", "halo", "zip", "em", "names"], "with --region")
+
+
+def test_refuse_ignored_names_every_flag_set_away_from_its_default():
+    assert parse_config(Modes, ["--region", "r", "--crops", "test", "--halo", "16"], "t").region == "r"
+    assert parse_config(Modes, ["--crops", "901", "--halo", "3"], "t").crops == "901"  # no region: all used
+    with pytest.raises(InputError) as err:
+        parse_config(Modes, ["--region", "r", "--crops", "901"], "t")
+    assert str(err.value) == "--crops '901' would be ignored with --region; drop it"
+    with pytest.raises(InputError) as err:
+        Modes(region="r", halo=3, zip=True, em=False, names=["a"])
+    assert (
+        str(err.value) == '--halo 3 and --zip and --no-em and --names ["a"] would be ignored with --region; drop them'
+    )
+
+
+def test_sigterm_runs_cleanup_and_exits_143(capsys):
+    import os
+    import signal
+    import time
+
+    cleaned = []
+
+    def body():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises in here
+            raise AssertionError("SIGTERM did not interrupt the body")
+        finally:
+            cleaned.append(True)
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_main("csc-x", body) == 143
+    assert cleaned == [True] and capsys.readouterr().err == "csc-x: terminated (SIGTERM)\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # restored for whoever called main

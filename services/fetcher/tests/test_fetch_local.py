@@ -238,6 +238,18 @@ def test_malformed_manifest_exits_2(tmp_path: Path, tiny_bucket: Path, capsys: p
     assert not dest.exists()
     assert _fetch(tiny_bucket, dest, "--test-manifest", str(tmp_path / "absent.csv")) == 2
     assert "cannot read manifest" in capsys.readouterr().err
+    # a crop_url outside its collection's zarr (the labels could not be placed): the row is named
+    good = (tiny_bucket / "manifest.csv").read_text().splitlines()
+    row = next(i for i, line in enumerate(good) if line.startswith("101,"))
+    url = good[row].split(",")[3]
+    good[row] = good[row].replace(url, url.replace("/syn_iso-1/syn_iso-1.zarr/recon-1/labels/groundtruth", ""))
+    bad.write_text("\n".join(good) + "\n")
+    assert _fetch(tiny_bucket, dest, "--manifest", str(bad), "--crops", "101") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"csc-fetch: error: {bad} line {row + 1}: crop_url {url.split('/syn_iso-1/')[0] + '/crop101'!r} is not inside "
+        "the collection's zarr; expected s3://<bucket>/syn_iso-1/syn_iso-1.zarr/<label path>/crop101"
+    ]
+    assert not dest.exists()
 
 
 def test_fetched_em_and_labels_line_up(fetched_tiny: Path) -> None:
@@ -270,3 +282,42 @@ def test_regenerated_bucket_never_mixes_with_older_files(tmp_path: Path) -> None
     fresh = tmp_path / "fresh"
     assert main([*args, "--dest", str(fresh), "--seed", "1"]) == 0
     assert _tree(dest) == _tree(fresh)
+
+
+def test_an_http_manifest_read_retries_5xx_and_refuses_4xx(
+    tmp_path: Path, tiny_bucket: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(503 if self.path.startswith("/busy") else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    dest = tmp_path / "d"
+    try:
+        assert _fetch(tiny_bucket, dest, "--manifest", f"{url}/busy/manifest.csv", "--retries", "2") == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"csc-fetch: error: cannot read manifest {url}/busy/manifest.csv: gave up after 2 attempts "
+            "(HTTP 503 Service Unavailable)"
+        ]
+        assert _fetch(tiny_bucket, dest, "--manifest", f"{url}/gone/manifest.csv", "--retries", "2") == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"csc-fetch: error: cannot read manifest {url}/gone/manifest.csv: HTTP 404 Not Found"
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == ["/busy/manifest.csv"] * 2 + ["/gone/manifest.csv"]
+    assert not dest.exists()

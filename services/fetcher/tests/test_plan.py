@@ -103,6 +103,12 @@ def test_real_manifests_parse_and_select(shared_cellmap: Path) -> None:
         ("crop_number,collection\n1,a", "header"),
         ("crop_number,collection,alignment,crop_url,em_url\nx,a,recon-1,s3://b/k,s3://b/e", "line 2.*integer"),
         ("crop_number,collection,alignment,crop_url,em_url\n1,a,recon-1,s3://b/k", "line 2.*5 comma"),
+        ("crop_number,collection,alignment,crop_url,em_url\n1,a,recon-1,s3://b/crop1,s3://b/e", "line 2: crop_url"),
+        ("crop_number,collection,alignment,crop_url,em_url\n1,a,recon-1,s3://b/a/a.zarr/,s3://b/e", "line 2: crop_url"),
+        (
+            "crop_number,collection,alignment,crop_url,em_url\n1,a,recon-1,s3://b/b/b.zarr/c1,s3://b/e",
+            "line 2: crop_url",
+        ),
     ],
 )
 def test_malformed_fetch_manifest(text: str, match: str) -> None:

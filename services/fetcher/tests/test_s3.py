@@ -158,6 +158,21 @@ def test_faults_still_end_verified(moto: tuple[str, tuple[str, int]], tmp_path: 
     assert counts["retries"] >= sum(proxy.injected.values()) - proxy.injected["corrupt"] // 2
 
 
+def test_a_manifest_read_that_keeps_failing_is_retryable_and_honours_retries(
+    moto: tuple[str, tuple[str, int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, upstream = moto
+    always = FaultPlan(rates={"slowdown": 1.0}, max_faults_per_path=1000)  # every GET answers 503 SlowDown
+    dest = tmp_path / "d"
+    with FaultProxy(upstream, faults=always) as proxy:
+        rc = _s3(proxy.url, dest, "--retries", "3")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith(f"csc-fetch: error: s3://{BUCKET} at {proxy.url}/manifest.csv: gave up after 3 attempts")
+    assert proxy.gets() == [f"/{BUCKET}/manifest.csv"] * 3
+    assert not dest.exists()
+
+
 def test_killed_then_rerun_is_identical_and_refetches_nothing_complete(
     moto: tuple[str, tuple[str, int]], tmp_path: Path, tiny_bucket: Path
 ) -> None:
@@ -292,10 +307,16 @@ def test_zip_download(
     ]
     assert main(args) == 0
     assert (dest / z.name).read_bytes() == z.read_bytes()
-    assert main([*args, "--raw-padding", "16"]) == 0  # no such zip: says so, exits 0
-    assert "no zip for all_res=False raw_padding=16" in capsys.readouterr().err
-    assert main([*args, "--crops", "test"]) == 0
-    assert "only works with --crops all" in capsys.readouterr().err
+    capsys.readouterr()
+    # no such zip, or a selection a zip cannot honour: the run would write nothing, so it is bad input
+    for extra, expected in (
+        (["--raw-padding", "16"], "no zip for all_res=False raw_padding=16"),
+        (["--crops", "101"], "--zip works only with --crops all"),
+        (["--classes", "mito"], "--classes 'mito' would be ignored with --zip"),
+    ):
+        assert main([*args, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0], err
 
 
 def test_unreachable_endpoint_and_missing_bucket_exit_2(

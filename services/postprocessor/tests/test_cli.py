@@ -234,3 +234,84 @@ def test_the_kind_comes_from_the_predictions_manifest(predictions):
         "mito": "semantic",
         "ecs": "instance",
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import sys\nsys.exit(0)\n", "called sys.exit(0) while being imported"),
+        (
+            "import sys\ndef process_func(array, *, class_name, geometry):\n    sys.exit(0)\n",
+            "crop 5 class mito: process_func of {f} called sys.exit(0)",
+        ),
+        (
+            "def process_func(array, *, class_name, geometry):\n    raise SystemExit('done')\n",
+            "process_func of {f} called sys.exit('done')",
+        ),
+    ],
+)
+def test_sys_exit_in_the_process_file_is_a_failure_naming_the_file(predictions, tmp_path, capsys, body, message):
+    f = tmp_path / "exits.py"
+    f.write_text(body)
+    out = predictions.parent / "processed.json"
+    rc = main(["--predictions", str(predictions), "--output", str(out), "--process-file", str(f)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(f) in err[0] and message.format(f=f) in err[0], err
+    assert not out.exists() and not out.with_suffix(".zarr").exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def _litter(folder):
+    return sorted(
+        p.name for p in folder.iterdir() if p.name.startswith((".processed.zarr.", ".csc-scratch-")) and p.is_dir()
+    )
+
+
+def _start_stalled(predictions, tmp_path):
+    """``csc-process --blockwise always`` in a subprocess, stalled inside process_func with its temp folders made."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    marker = tmp_path / "inside"
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import pathlib, time\n"
+        "def process_func(array, *, class_name, geometry):\n"
+        f"    pathlib.Path({str(marker)!r}).touch()\n"
+        "    time.sleep(120)\n"
+    )
+    out = predictions.parent / "processed.json"
+    cmd = [Path(sys.executable).parent / "csc-process", "--predictions", str(predictions), "--output", str(out)]
+    cmd += ["--process-file", str(slow), "--blockwise", "always", "--block-size", "8", "-q"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    return proc, out
+
+
+def test_a_killed_blockwise_run_leaves_no_temp_folders_after_a_rerun(predictions, tmp_path):
+    import signal
+
+    proc, out = _start_stalled(predictions, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = _litter(out.parent)
+    assert any(n.startswith(".processed.zarr.") for n in left) and any(n.startswith(".csc-scratch-") for n in left)
+    assert all(f"p{proc.pid}-t" in n for n in left), left  # named by their owner, so the next run can tell
+    assert main(["--predictions", str(predictions), "--output", str(out), "--blockwise", "always", "-q"]) == 0
+    assert _litter(out.parent) == [] and read_manifest(out, "processed")["crops"]
+
+
+def test_sigterm_cleans_up_on_the_way_out(predictions, tmp_path):
+    import signal
+
+    proc, out = _start_stalled(predictions, tmp_path)
+    assert _litter(out.parent)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert proc.stderr is not None and proc.stderr.read().strip() == "csc-process: terminated (SIGTERM)"
+    assert _litter(out.parent) == [] and not out.exists() and not out.with_suffix(".zarr").exists()

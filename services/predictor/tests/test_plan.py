@@ -6,7 +6,7 @@ from csc_common import views
 from csc_common.errors import InputError
 from csc_common.geometry import Box, Geometry
 from csc_common.views import DatasetView
-from csc_predictor.config import Config
+from csc_predictor.config import Config, parse_roi, parse_shard
 from csc_predictor.engines import ModelSpec
 from csc_predictor.io import EmSource
 from csc_predictor.plan import (
@@ -14,8 +14,6 @@ from csc_predictor.plan import (
     TargetBlock,
     build_plan,
     class_kinds,
-    parse_roi,
-    parse_shard,
     shard_blocks,
     target_blocks,
 )

@@ -339,3 +339,39 @@ def test_no_runtime_is_imported_before_the_manifests_are_read(fixture_root: Path
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["2", "False", "False"], run.stderr
     assert "manifest file not found" in run.stderr
+
+
+def test_config_dtype_float64_is_refused_before_any_block_runs(
+    fixture_copy: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks: list[object] = []
+    monkeypatch.setattr(predict_mod, "predict_block", lambda block, *a, **k: blocks.append(block))
+    cfg = tmp_path / "predict.yaml"
+    cfg.write_text("dtype: float64\n")
+    _expect_bad_input(
+        fixture_copy,
+        capsys,
+        "--config",
+        str(cfg),
+        match=f"{cfg}: dtype: 'float64' is not one of uint8, float16, float32",
+    )
+    assert blocks == []
+    cfg.write_text("dtype: float16\n")  # the same run with a dtype the stage stores goes through every block
+    assert main(predict_args(fixture_copy, "ok/predictions.json", "--config", str(cfg))) == 0
+    assert blocks and read_manifest(fixture_copy / "ok/predictions.json", "predictions").data["encoding"]["dtype"] == (
+        "float16"
+    )
+
+
+def test_region_flags_and_crop_flags_do_not_mix(fixture_copy: Path, capsys) -> None:
+    roi = "150,100,93:230,196,205"
+    _expect_bad_input(
+        fixture_copy, capsys, "--roi", roi, "--crops", "901", match="--crops '901' would be ignored with --roi"
+    )
+    _expect_bad_input(
+        fixture_copy, capsys, "--whole-volume", "--crops", "101", match="--crops '101' would be ignored with --roi"
+    )
+    _expect_bad_input(
+        fixture_copy, capsys, "--volume", "fixds", match="--volume 'fixds' would be ignored without --roi or --whole"
+    )
+    _expect_bad_input(fixture_copy, capsys, "--roi", "0,0,0:1,1", match="--roi stop: expected 1 or 3 numbers")

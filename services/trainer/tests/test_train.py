@@ -1,6 +1,7 @@
 """Training: masked loss, overfitting, resume, outputs, config files and bad input (csc_trainer.train / cli)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -328,3 +329,23 @@ def test_bad_input_fails_before_torch_is_imported(tmp_path, fixture_dataset):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert res.stdout.split() == ["2", "False"], res.stderr
     assert "pm annotated in no training crop" in res.stderr
+
+
+@pytest.mark.parametrize("case", ["label_array_missing", "em_chunk_garbage", "every_class_filtered_out"])
+def test_a_bad_dataset_leaves_no_datasplit_behind(tmp_path, make_fixture_dataset, capsys, case):
+    """The new datasplit.csv is written only once the crops it lists were opened and read."""
+    dataset = make_fixture_dataset(tmp_path / "data")
+    zroot = tmp_path / "data" / "fx-1" / "fx-1.zarr"
+    args = ["--iterations", "2", *TINY]
+    if case == "label_array_missing":
+        shutil.rmtree(zroot / "recon-1/labels/groundtruth/crop2/nuc/s0")
+    elif case == "em_chunk_garbage":
+        for chunk in (zroot / "recon-1/em/fibsem-uint8/s0").rglob("[0-9]*"):
+            if chunk.is_file():
+                chunk.write_bytes(b"not a compressed chunk")
+    else:  # no class is annotated at 2 nm or finer: the split is empty
+        args += ["--filter-by-scale", "--voxel-size", "2"]
+    rc, out = _train(tmp_path, dataset, case, *args)
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("csc-train:")]
+    assert rc in (1, 2) and len(err) == 1, err  # 1: an undecodable EM chunk reads as a failure, not as input
+    assert not (out.parent / "datasplit.csv").exists() and not out.exists()

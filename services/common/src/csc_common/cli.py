@@ -23,6 +23,8 @@ import json
 import logging
 import math
 import operator
+import os
+import signal
 import sys
 import types
 import typing
@@ -305,8 +307,68 @@ def parse_command(
     return getattr(ns, "command", None), _config_from_namespace(config_cls, ns, prog)
 
 
+def refuse_ignored(cfg: object, names: Sequence[str], when: str) -> None:
+    """InputError for the fields among ``names`` set away from their defaults: the run would ignore them.
+
+    A stage calls it in ``__post_init__`` for options that do nothing in the mode
+    chosen, e.g. ``refuse_ignored(self, ["crops"], "with --roi (a region is predicted, not crops)")``.
+    """
+    if not dataclasses.is_dataclass(cfg):
+        raise TypeError(f"{cfg!r} is not a config dataclass")  # a programming error
+    given = [
+        _as_flag(f, getattr(cfg, f.name))
+        for f in dataclasses.fields(cfg)
+        if f.name in names and getattr(cfg, f.name) != _default(f)
+    ]
+    if given:
+        raise InputError(f"{' and '.join(given)} would be ignored {when}; drop {'it' if len(given) == 1 else 'them'}")
+
+
+def _as_flag(f: dataclasses.Field[Any], value: Any) -> str:
+    """How ``value`` of field ``f`` is written on the command line (``--zip``, ``--no-em``, ``--crops '901'``)."""
+    if isinstance(value, bool):
+        return flag_name(f) if value else f"--no-{f.name.replace('_', '-')}"
+    return f"{flag_name(f)} {_fmt(value)}"
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+class Terminated(BaseException):
+    """SIGTERM (``docker stop``, a Kubernetes eviction), raised in the main thread so cleanup code runs."""
+
+
+def _sigterm_handler(owner: int) -> Callable[[int, object], None]:
+    """Raise `Terminated` in process ``owner``; a forked worker (the evaluator's pool) dies of SIGTERM as before."""
+
+    def handle(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise Terminated
+
+    return handle
+
+
 def run_main(prog: str, body: Callable[[], int | None]) -> int:
-    """Run a stage's main body, turning errors into one line and an exit code."""
+    """Run a stage's main body, turning errors into one line and an exit code.
+
+    SIGTERM becomes `Terminated` for the duration, so temp folders and partial
+    outputs are removed on the way out (exit 143), as for Ctrl-C (130).
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, _sigterm_handler(os.getpid()))
+    except ValueError:  # not the main thread (a test calling main): SIGTERM keeps its handler
+        previous = None
+    try:
+        return _run_body(prog, body)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_body(prog: str, body: Callable[[], int | None]) -> int:
     try:
         rc = body()
         return 0 if rc is None else rc
@@ -316,6 +378,9 @@ def run_main(prog: str, body: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except SystemExit as exc:  # argparse's --help (0); user code is wrapped where it is called (see userfunc)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - last resort: one line, full trace at debug level

@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ import onnxruntime as ort
 import torch
 from csc_common import nets, views
 from csc_common.errors import InputError, StageFailed
+from csc_common.fsutil import make_temp_dir
 from csc_common.manifest import now
 from csc_common.views import Artifact, Header, ModelView, OnnxModelView, ValidShape
 from torch import nn
@@ -172,7 +172,7 @@ def export(
     dyn_x = rng.random((2, channels, *dyn_shape), dtype=np.float32)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export.", dir=out.parent))
+    tmp = make_temp_dir(out.parent, ".export.")
     try:
         onnx_tmp = tmp / "model.onnx"
         t0 = time.perf_counter()

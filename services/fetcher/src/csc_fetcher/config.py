@@ -4,10 +4,11 @@
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from csc_common.cli import parse_floats, parse_list
+from csc_common.cli import parse_floats, parse_list, refuse_ignored
 from csc_common.errors import InputError
 
 from csc_fetcher.plan import parse_crops
+from csc_fetcher.sources import RetryPolicy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +130,24 @@ class Config:
         """Rules across fields and the syntax of list values, checked before anything is read."""
         if self.source == "local" and not self.bucket_dir:
             raise InputError("--source local needs --bucket-dir (a folder in bucket layout)")
+        if self.source == "s3":
+            refuse_ignored(self, ["bucket_dir"], "with --source s3 (it reads the bucket, not a folder)")
+        else:
+            refuse_ignored(self, ["endpoint_url"], f"with --source {self.source} (it reads a folder, not S3)")
+        if self.source != "synthetic":
+            refuse_ignored(self, ["seed", "size"], f"with --source {self.source} (they shape the synthetic data)")
+        if self.zip:
+            if parse_crops(self.crops) != "all":
+                raise InputError(
+                    f"--zip --crops {self.crops}: the pre-made zips hold every crop; --zip works only with --crops all"
+                )
+            refuse_ignored(
+                self,
+                ["output", "classes", "datasets", "instance_classes", "resolution"],
+                "with --zip (it downloads one pre-made zip and writes no dataset manifest)",
+            )
+        if self.resolution and self.fetch_all_em_resolutions:
+            raise InputError("--resolution picks EM levels and --fetch-all-em-resolutions takes every level; give one")
         parse_crops(self.crops)
         self.resolutions  # noqa: B018 - parse check
 
@@ -148,6 +167,11 @@ class Config:
     def instance_class_names(self) -> list[str] | None:
         """The --instance-classes override; None = the challenge's table."""
         return parse_list(self.instance_classes, "--instance-classes") or None
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How S3 and HTTP reads retry: --retries attempts with backoff."""
+        return RetryPolicy(attempts=self.retries)
 
     @property
     def resolutions(self) -> list[float] | None:

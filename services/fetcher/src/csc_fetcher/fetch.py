@@ -57,7 +57,6 @@ from csc_fetcher.plan import (
 from csc_fetcher.sources import (
     LocalSource,
     ObjectInfo,
-    RetryPolicy,
     S3Source,
     Source,
     parse_s3_url,
@@ -132,9 +131,9 @@ def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str
     if cfg.source == "synthetic":
         bucket_dir = Path(cfg.bucket_dir) if cfg.bucket_dir else dest / ".synthetic-bucket"
         spec = synthetic.build_spec(cfg.seed, cfg.size)
-        train_text = read_text(cfg.manifest) if cfg.manifest else synthetic.manifest_csv(spec)
+        train_text = read_text(cfg.manifest, retry=cfg.retry) if cfg.manifest else synthetic.manifest_csv(spec)
         test_text = (
-            read_text(cfg.test_manifest)
+            read_text(cfg.test_manifest, retry=cfg.retry)
             if cfg.test_manifest
             else write_crop_manifest(synthetic.crop_rows(spec, "test"))
         )
@@ -150,11 +149,13 @@ def open_source(cfg: Config, workers: int) -> tuple[Source | None, str, str, str
         return LocalSource(bucket_dir), label, train_text, test_text, prepare
     if cfg.source == "local" and cfg.bucket_dir:  # Config requires --bucket-dir with --source local
         root = Path(cfg.bucket_dir)
-        train_text = read_text(cfg.manifest or str(root / "manifest.csv"))
-        test_text = read_text(cfg.test_manifest or str(root / "test_crop_manifest.csv"))
+        train_text = read_text(cfg.manifest or str(root / "manifest.csv"), retry=cfg.retry)
+        test_text = read_text(cfg.test_manifest or str(root / "test_crop_manifest.csv"), retry=cfg.retry)
         return LocalSource(root), str(root), train_text, test_text, lambda: False
-    train_text = read_text(cfg.manifest or default_location("manifest"), endpoint_url=cfg.endpoint_url)
-    test_text = read_text(cfg.test_manifest or default_location("test_manifest"), endpoint_url=cfg.endpoint_url)
+    train_text = read_text(cfg.manifest or default_location("manifest"), endpoint_url=cfg.endpoint_url, retry=cfg.retry)
+    test_text = read_text(
+        cfg.test_manifest or default_location("test_manifest"), endpoint_url=cfg.endpoint_url, retry=cfg.retry
+    )
     return None, "", train_text, test_text, lambda: False
 
 
@@ -549,7 +550,7 @@ def run(cfg: Config, *, args: list[str] | None = None) -> DatasetView | None:
             bucket,
             endpoint_url=cfg.endpoint_url,
             workers=workers,
-            retry=RetryPolicy(attempts=cfg.retries),
+            retry=cfg.retry,
             read_timeout=cfg.timeout,
         )
         label = source.name

@@ -75,6 +75,13 @@ def parse_fetch_manifest(text: str, source: str) -> list[TrainCrop]:
             raise InputError(f"{source} line {n}: crop_number must be an integer, got {parts[0]!r}") from None
         if not parts[3].startswith("s3://") or not parts[4].startswith("s3://"):
             raise InputError(f"{source} line {n}: crop_url and em_url must be s3:// URLs")
+        zarr = f"{parts[1]}/{parts[1]}.zarr/"
+        key = parts[3][5:].partition("/")[2]
+        if not key.startswith(zarr) or not key[len(zarr) :].strip("/"):
+            raise InputError(
+                f"{source} line {n}: crop_url {parts[3]!r} is not inside the collection's zarr; "
+                f"expected s3://<bucket>/{zarr}<label path>/crop{cid}"
+            )
         out.append(TrainCrop(cid, parts[1], parts[2], parts[3], parts[4]))
     return out
 

@@ -1,8 +1,9 @@
 """--zip: download one of the challenge's pre-made zips instead of chunk keys (UPSTREAM.md §1.1).
 
-Only with ``--crops all``, and only where zip_manifest.csv lists a zip for the
-requested (all resolutions, padding) pair; otherwise it says so and exits 0,
-as the original does. The user unzips the archive into --dest themselves.
+Only with ``--crops all`` (the config refuses anything else), and only where
+zip_manifest.csv lists a zip for the requested (all resolutions, padding) pair;
+otherwise it is bad input (exit 2), where the original warned and exited 0 with
+nothing downloaded. The user unzips the archive into --dest themselves.
 """
 
 import logging
@@ -13,7 +14,6 @@ from csc_common.log import progress_bar
 
 from csc_fetcher.config import Config
 from csc_fetcher.io import default_location, read_text
-from csc_fetcher.plan import parse_crops
 from csc_fetcher.sources import LocalSource, S3Source, Source, parse_s3_url
 
 log = logging.getLogger("csc.fetch")
@@ -33,20 +33,16 @@ def parse_zip_manifest(text: str, where: str) -> list[tuple[bool, int, str, str]
 
 
 def fetch_zip(cfg: Config, source: Source, dest: Path) -> Path | None:
-    if parse_crops(cfg.crops) != "all":
-        log.warning("--zip only works with --crops all; no zip downloaded")
-        return None
+    """Download the zip for (--fetch-all-em-resolutions, --raw-padding); its path (None for --dry-run)."""
     where = cfg.zip_manifest or default_location("zip_manifest")
-    rows = parse_zip_manifest(read_text(where, endpoint_url=cfg.endpoint_url), where)
+    rows = parse_zip_manifest(read_text(where, endpoint_url=cfg.endpoint_url, retry=cfg.retry), where)
     match = [r for r in rows if r[0] == cfg.fetch_all_em_resolutions and r[1] == cfg.raw_padding]
     if not match:
-        log.warning(
-            "no zip for all_res=%s raw_padding=%d in %s; nothing downloaded",
-            cfg.fetch_all_em_resolutions,
-            cfg.raw_padding,
-            where,
+        have = ", ".join(f"(all_res={a}, raw_padding={p})" for a, p, _, _ in rows) or "none"
+        raise InputError(
+            f"{where}: no zip for all_res={cfg.fetch_all_em_resolutions} raw_padding={cfg.raw_padding} "
+            f"(listed: {have}); drop --zip to fetch chunks"
         )
-        return None
     _, _, name, url = match[0]
     bucket, key = parse_s3_url(url)
     out = dest / name
@@ -63,7 +59,7 @@ def fetch_zip(cfg: Config, source: Source, dest: Path) -> Path | None:
         s3 = (
             source
             if isinstance(source, S3Source) and source.bucket == bucket
-            else S3Source(bucket, endpoint_url=cfg.endpoint_url, read_timeout=cfg.timeout)
+            else S3Source(bucket, endpoint_url=cfg.endpoint_url, retry=cfg.retry, read_timeout=cfg.timeout)
         )
         bar = progress_bar(desc=name, unit="B", unit_scale=True, unit_divisor=1024)
         try:

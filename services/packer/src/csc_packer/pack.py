@@ -14,12 +14,12 @@ processed volume are reported as missing (an error with ``--strict``).
 
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from csc_common import views
 from csc_common.errors import InputError, StageFailed, SubmissionError
+from csc_common.fsutil import make_temp_dir
 from csc_common.log import progress
 from csc_common.manifest import now, relpath
 from csc_common.submission.align import read_aligned, resample_kind
@@ -84,7 +84,7 @@ def run(cfg: Config) -> SubmissionView:
         )
     open_group(zroot)
     out_manifest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{zip_path.name}.", dir=out_manifest.parent))
+    tmp = make_temp_dir(out_manifest.parent, f".{zip_path.name}.")
     try:
         zarr_dir = tmp / "submission.zarr"
         root = open_group(zarr_dir, mode="w")

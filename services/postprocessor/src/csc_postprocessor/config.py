@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from csc_common.cli import refuse_ignored
 from csc_common.errors import InputError
 
 
@@ -50,3 +51,9 @@ class Config:
     def __post_init__(self) -> None:
         if Path(self.output).suffix != ".json":
             raise InputError(f"--output {self.output}: the output manifest must be a .json file")
+        if not self.process_file:
+            refuse_ignored(self, ["halo"], "without --process-file (only process_func gets the context)")
+        if self.blockwise == "never":
+            refuse_ignored(self, ["block_size"], "with --blockwise never")
+        if self.blockwise != "auto":
+            refuse_ignored(self, ["max_whole_voxels"], f"with --blockwise {self.blockwise} (it decides auto mode)")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from csc_common.blocks import Block, iter_block_grid
+from csc_common.fsutil import make_temp_dir
 from csc_common.volumes import create_array, open_group
 from scipy import ndimage
 
@@ -65,10 +66,10 @@ class Workspace:
 
 
 def make_workspace(shape: tuple[int, int, int], block: int | None, tmp_root: Path | None = None) -> Workspace:
+    """In memory (``block`` None), else zarr scratch in a ``.csc-scratch-*`` folder a killed run's successor sweeps."""
     if block is None:
         return Workspace(shape)
-    d = Path(tempfile.mkdtemp(prefix=".csc-scratch-", dir=tmp_root))
-    return Workspace(shape, block, d)
+    return Workspace(shape, block, make_temp_dir(tmp_root or tempfile.gettempdir(), ".csc-scratch-"))
 
 
 class _Not:

@@ -9,7 +9,9 @@ Contract (as in the original, but with context and checks)::
         return mask_or_labels   # same shape; bool or integer; or None to use the steps
 
 Its result is checked (shape, dtype, no negative ids); a wrong result or an
-exception becomes one error line naming the class and the crop.
+exception becomes one error line naming the class and the crop. ``sys.exit()``
+in the file (at import or in ``process_func``) is such a failure too (exit 2),
+never a successful end of the stage.
 """
 
 import importlib.util
@@ -23,6 +25,15 @@ from csc_common.errors import InputError
 from csc_common.geometry import Geometry
 
 ProcessFunc = Callable[..., Any]
+
+
+CONTRACT = "a process file defines process_func(array, *, class_name, geometry) and returns its result"
+
+
+def _file_of(func: ProcessFunc) -> str:
+    """The file that defines ``func`` (for messages)."""
+    code = getattr(func, "__code__", None)
+    return str(code.co_filename) if code is not None else repr(func)
 
 
 class ProcessFuncError(InputError):
@@ -41,6 +52,8 @@ def load_process_func(path: str | Path) -> ProcessFunc:
     sys.path.insert(0, str(p.resolve().parent))
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # sys.exit() in user code is a failure, never the stage's own exit
+        raise ProcessFuncError(f"{p}: called sys.exit({exc.code!r}) while being imported; {CONTRACT}") from None
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported in one line
         raise ProcessFuncError(f"{p}: failed to load ({type(exc).__name__}: {exc})") from None
     finally:
@@ -61,6 +74,10 @@ def call_checked(
     """
     try:
         out = func(array, class_name=class_name, geometry=geometry)
+    except SystemExit as exc:
+        raise ProcessFuncError(
+            f"{where}: process_func of {_file_of(func)} called sys.exit({exc.code!r}); {CONTRACT}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the user's error, reported with its context
         raise ProcessFuncError(f"{where}: process_func raised {type(exc).__name__}: {exc}") from None
     if out is None:

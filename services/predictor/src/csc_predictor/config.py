@@ -1,9 +1,12 @@
 """Typed configuration of ``csc-predict`` (flags, or the same fields from ``--config FILE``)."""
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from csc_common.cli import parse_shape3, parse_vec3, refuse_ignored
 from csc_common.errors import InputError
+from csc_common.geometry import Box
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +83,49 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        """Rules across fields and the syntax of every value, checked before any manifest is read."""
         if self.roi and self.whole_volume:
             raise InputError("--roi and --whole-volume exclude each other")
+        if self.roi or self.whole_volume:
+            refuse_ignored(self, ["crops"], "with --roi/--whole-volume (they predict a region, not test crops)")
+        else:
+            refuse_ignored(self, ["volume"], "without --roi or --whole-volume (each test crop names its dataset)")
         if not self.output.endswith(".json"):
             raise InputError(f"--output {self.output}: expected a .json manifest path (arrays go beside it, .zarr)")
+        if self.roi:
+            parse_roi(self.roi)
+        parse_shard(self.shard)
+        for flag, value, minimum in (("--tile", self.tile, 1), ("--context", self.context, 0)):
+            if value:
+                parse_shape3(value, flag, minimum=minimum)
+        parse_shape3(self.block, "--block")
+        parse_shape3(self.chunk, "--chunk")
+
+
+def parse_roi(text: str) -> Box:
+    """'z0,y0,x0:z1,y1,x1' (nm) -> Box."""
+    a, sep, b = text.partition(":")
+    if not sep:
+        raise InputError(f"--roi: expected 'z0,y0,x0:z1,y1,x1' in nm, got {text!r}")
+    start, stop = parse_vec3(a, "--roi start", positive=False), parse_vec3(b, "--roi stop", positive=False)
+    if any(e <= s for s, e in zip(start, stop, strict=True)):
+        raise InputError(f"--roi: expected 3 starts and 3 larger stops 'z0,y0,x0:z1,y1,x1', got {text!r}")
+    return Box(start, stop)
+
+
+def parse_shard(text: str, env: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """'I/N', else JOB_COMPLETION_INDEX + CSC_PREDICT_SHARDS from the environment, else None (no sharding)."""
+    env = dict(os.environ) if env is None else env
+    if not text and "JOB_COMPLETION_INDEX" in env:
+        if "CSC_PREDICT_SHARDS" not in env:
+            raise InputError("JOB_COMPLETION_INDEX is set but CSC_PREDICT_SHARDS (the shard count) is not")
+        text = f"{env['JOB_COMPLETION_INDEX']}/{env['CSC_PREDICT_SHARDS']}"
+    if not text:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard: expected 'I/N' (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard: need 0 <= I < N, got {text!r}")
+    return i, n

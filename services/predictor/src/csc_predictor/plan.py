@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,15 @@ from typing import Any
 import numpy as np
 from csc_common.blocks import Block, aligned_block_shape, iter_block_grid
 from csc_common.classes import ClassKind
-from csc_common.cli import parse_crop_ids, parse_shape3, parse_vec3
+from csc_common.cli import parse_crop_ids, parse_shape3
 from csc_common.crops import CropRow, merged_crop_box
 from csc_common.errors import InputError
 from csc_common.fsutil import sha256_file
-from csc_common.geometry import Box, Geometry, Shape3, Slices3, shape3
+from csc_common.geometry import Geometry, Shape3, Slices3, shape3
 from csc_common.views import DatasetView
 from csc_common.volumes import choose_level
 
-from csc_predictor.config import Config
+from csc_predictor.config import Config, parse_roi
 from csc_predictor.engines import ModelSpec
 from csc_predictor.io import EmSource, em_presence
 
@@ -83,35 +82,6 @@ class Plan:
     hash: str
     params: dict[str, Any]
     kinds: Mapping[str, ClassKind]  # of every model class (recorded in the predictions manifest)
-
-
-def parse_roi(text: str) -> Box:
-    """'z0,y0,x0:z1,y1,x1' (nm) -> Box."""
-    a, sep, b = text.partition(":")
-    if not sep:
-        raise InputError(f"--roi: expected 'z0,y0,x0:z1,y1,x1' in nm, got {text!r}")
-    start, stop = parse_vec3(a, "--roi start", positive=False), parse_vec3(b, "--roi stop", positive=False)
-    if any(e <= s for s, e in zip(start, stop, strict=True)):
-        raise InputError(f"--roi: expected 3 starts and 3 larger stops 'z0,y0,x0:z1,y1,x1', got {text!r}")
-    return Box(start, stop)
-
-
-def parse_shard(text: str, env: dict[str, str] | None = None) -> tuple[int, int] | None:
-    """'I/N', else JOB_COMPLETION_INDEX + CSC_PREDICT_SHARDS from the environment, else None (no sharding)."""
-    env = dict(os.environ) if env is None else env
-    if not text and "JOB_COMPLETION_INDEX" in env:
-        if "CSC_PREDICT_SHARDS" not in env:
-            raise InputError("JOB_COMPLETION_INDEX is set but CSC_PREDICT_SHARDS (the shard count) is not")
-        text = f"{env['JOB_COMPLETION_INDEX']}/{env['CSC_PREDICT_SHARDS']}"
-    if not text:
-        return None
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise InputError(f"--shard: expected 'I/N' (e.g. 0/4), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise InputError(f"--shard: need 0 <= I < N, got {text!r}")
-    return i, n
 
 
 def shard_blocks(blocks: Sequence[TargetBlock], shard: tuple[int, int] | None) -> list[TargetBlock]:

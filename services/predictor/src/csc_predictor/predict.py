@@ -28,10 +28,10 @@ from csc_common.manifest import now
 from csc_common.views import ClassEntry, CropEntry, DatasetView, Encoding, Header, PredictionsView
 from csc_common.volumes import open_array
 
-from csc_predictor.config import Config
+from csc_predictor.config import Config, parse_shard
 from csc_predictor.engines import ModelSpec, make_engine, probe
 from csc_predictor.io import BlockMarkers, em_presence, encode, encoding_scale, ensure_array, read_em
-from csc_predictor.plan import Plan, TargetBlock, build_plan, markers_dir, parse_shard, shard_blocks
+from csc_predictor.plan import Plan, TargetBlock, build_plan, markers_dir, shard_blocks
 from csc_predictor.tiling import Infer, sliding_window
 
 log = logging.getLogger("csc.predict")

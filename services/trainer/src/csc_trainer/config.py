@@ -5,6 +5,7 @@ or JSON file (``--config train.yaml``); flags override the file. Vectors are
 comma strings on the command line ("32,32,32") and may be lists in a file.
 """
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -135,6 +136,8 @@ class TrainConfig(_Selection):
 
     def __post_init__(self) -> None:
         """Rules across fields (and the syntax of list values), checked before any data is read."""
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise InputError(f"--device {self.device!r}: expected auto, cpu, cuda or cuda:N")
         self.class_list  # noqa: B018 - parse checks
         self.crop_ids  # noqa: B018
         self.voxel  # noqa: B018

@@ -126,10 +126,7 @@ def train_step(
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device {name!r}: not a torch device (auto, cpu, cuda, cuda:N)") from None
+    dev = torch.device(name)  # the config allows only cpu, cuda and cuda:N
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available on this machine")
     return dev
@@ -157,9 +154,14 @@ class Paths:
 
 def load_split(
     cfg: TrainConfig, ds: DatasetView, entries: Sequence[CropEntry], out: Paths
-) -> tuple[list[SplitRow], Path]:
-    """The train/validate split: an existing --datasplit CSV, else a new one (seeded) written beside the model."""
+) -> tuple[list[SplitRow], Path, str | None]:
+    """The train/validate split: an existing --datasplit CSV, else a new one (seeded) to write beside the model.
+
+    Returns the rows, the CSV's path and, for a new split, the CSV text: the caller
+    writes it once the crops it names were opened, so bad input leaves no CSV behind.
+    """
     classes = cfg.class_list
+    text = None
     if cfg.datasplit and Path(cfg.datasplit).is_file():
         path = Path(cfg.datasplit)
         rows = read_datasplit(path, ds)
@@ -177,10 +179,10 @@ def load_split(
             force_all=cfg.force_all_classes,
             scale=cfg.voxel if cfg.filter_by_scale else None,
         )
-        atomic_write_text(path, datasplit_csv(rows, ds, path))
+        text = datasplit_csv(rows, ds, path)
     if not any(r.split == "train" for r in rows):
         raise InputError(f"{path}: no training crops annotate any of {', '.join(classes)}")
-    return rows, path
+    return rows, path, text
 
 
 @dataclasses.dataclass
@@ -201,7 +203,7 @@ def train(
     out = Paths(Path(cfg.output).resolve())
     classes, patch = cfg.class_list, cfg.patch
     checkpoint = _load_resume(out) if cfg.resume else None
-    rows, split_path = load_split(cfg, ds, entries, out)
+    rows, split_path, split_text = load_split(cfg, ds, entries, out)
     by_id = {e.id: e for e in entries}
     train_crops = [open_crop(ds, by_id[r.crop_id], classes, cfg.voxel) for r in rows if r.split == "train"]
     val_crops = [open_crop(ds, by_id[r.crop_id], classes, cfg.voxel) for r in rows if r.split == "validate"]
@@ -242,6 +244,8 @@ def train(
 
     val_tiles = data.validation_tiles(val_crops, patch, cfg.validation_patches)
     val_batches = [val_crops[ci].read_patch(start, patch, classes) for ci, start in val_tiles]
+    if split_text is not None:  # the crops it names were opened and read: now it is worth writing
+        atomic_write_text(split_path, split_text)
     tb = _tensorboard(out, cfg, state.iteration)
     metrics = out.metrics.open("a")
     bar = progress_bar(desc="train", total=cfg.iterations, unit="it", initial=state.iteration)
@@ -308,6 +312,10 @@ def train(
                     _save(out.best, model, arch, optimizer, scheduler, scaler, state, t0)
                 _save(out.latest, model, arch, optimizer, scheduler, scaler, state, t0)
         state.iteration = min(cfg.iterations, stop_at)
+    except BaseException:
+        if split_text is not None:  # a failed run keeps no split of its own; a rerun makes the same one
+            split_path.unlink(missing_ok=True)
+        raise
     finally:
         metrics.close()
         bar.close()

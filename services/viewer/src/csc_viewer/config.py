@@ -5,9 +5,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from csc_common.cli import refuse_ignored
 from csc_common.errors import InputError
 
-from csc_viewer.catalog import DEFAULT_KINDS
+from csc_viewer.catalog import DEFAULT_KINDS, Selection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,10 +97,22 @@ class Config:
     )
     chromium: str = field(default="/usr/bin/chromium", metadata={"help": "browser binary for --screenshot"})
     chromedriver: str = field(default="/usr/bin/chromedriver", metadata={"help": "driver binary for --screenshot"})
-    timeout: float = field(default=120.0, metadata={"help": "seconds to wait for the headless browser's picture"})
+    timeout: float = field(
+        default=120.0, metadata={"help": "seconds to wait for the headless browser's picture", "gt": 0}
+    )
 
     def __post_init__(self) -> None:
         parse_size(self.size)
+        self.selection  # noqa: B018 - parse check of -d/-c/-C/-k
+        if not self.chart:
+            refuse_ignored(self, ["scores"], "without --chart (the scores manifest is only charted)")
+
+    @property
+    def selection(self) -> Selection:
+        """The ``-d/-c/-C/-k`` filters (and --no-em), parsed."""
+        return Selection.parse(
+            datasets=self.datasets, crops=self.crops, classes=self.classes, kinds=self.kinds, em=self.em
+        )
 
     @property
     def viewport(self) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from csc_common.errors import InputError, StageFailed
+from csc_common.fsutil import make_temp_dir
 
 from csc_viewer.catalog import open_level
 from csc_viewer.layers import LayerSpec, ViewSpec
@@ -185,7 +186,7 @@ def _browser(viewer: Any, *, chromium: str, chromedriver: str, size: tuple[int, 
     for exe, what in ((chromium, "--chromium"), (chromedriver, "--chromedriver")):
         if not (Path(exe).is_file() or shutil.which(exe)):
             raise InputError(f"{what} {exe}: not found (install Debian's chromium and chromium-driver)")
-    profile = tempfile.mkdtemp(prefix="csc-view-chromium-")
+    profile = make_temp_dir(tempfile.gettempdir(), "csc-view-chromium-")
 
     class _Driver(neuroglancer.webdriver.Webdriver):
         def _init_chrome(self) -> None:

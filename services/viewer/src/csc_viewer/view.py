@@ -19,7 +19,7 @@ from csc_common import views
 from csc_common.errors import InputError
 from csc_common.views import ScoresView
 
-from csc_viewer.catalog import Selection, Volume, build_catalog, find_manifests, load_manifests
+from csc_viewer.catalog import Volume, build_catalog, find_manifests, load_manifests
 from csc_viewer.config import Config
 from csc_viewer.layers import build_views
 
@@ -28,7 +28,7 @@ log = logging.getLogger("csc.viewer")
 
 def run(cfg: Config) -> list[Path]:
     """Do what ``cfg`` asks; returns the pictures written (empty when serving)."""
-    selection = Selection.parse(datasets=cfg.datasets, crops=cfg.crops, classes=cfg.classes, kinds=cfg.kinds, em=cfg.em)
+    selection = cfg.selection
     written: list[Path] = []
     if cfg.chart:
         written.append(_chart(cfg, cfg.chart))
