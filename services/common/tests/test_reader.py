@@ -224,3 +224,28 @@ def test_attach_reuses_the_open_submission_and_reopens_elsewhere(tmp_path):
         assert fresh is not sub and float(fresh.read(fresh.array_for("crop1/ecs", G)[0]).sum()) == G.num_voxels
     finally:
         fresh.close()
+
+
+@pytest.mark.parametrize("codec_id", ["blosc", "lz4", "zstd", "zlib", "gzip", "bz2", "lzma"])
+def test_a_chunk_that_would_inflate_beyond_its_chunk_is_refused_before_decoding(tmp_path, codec_id):
+    """A small member (within the chunk limit) whose codec would make 1 MB of a 512-byte chunk: a codec bomb."""
+    import numcodecs
+
+    codec = numcodecs.get_codec({"id": codec_id})
+    bomb = bytes(codec.encode(np.zeros(1_000_000, np.uint8)))
+    members = {
+        ".zgroup": b'{"zarr_format": 2}',
+        "crop1/.zgroup": b'{"zarr_format": 2}',
+        "crop1/ecs/.zarray": _meta(dtype="|u1", compressor=codec.get_config()),
+        "crop1/ecs/.zattrs": b'{"voxel_size": [4, 4, 4]}',
+        "crop1/ecs/0/0/0": bomb,
+    }
+    assert len(bomb) <= ArrayMeta.parse(members["crop1/ecs/.zarray"], "crop1/ecs").chunk_limit  # passes judging
+    with open_submission(_zip(tmp_path / "s.zip", members), L, ROWS) as sub:
+        arr, _ = sub.array_for("crop1/ecs", G)
+        for read in (sub.read, sub.verify):
+            with pytest.raises(SubmissionError, match=rf"^member 'crop1/ecs/0/0/0': its {codec_id} data inflate to"):
+                read(arr)
+        members["crop1/ecs/0/0/0"] = bytes(codec.encode(np.ones(512, np.uint8)))  # a real chunk reads fine
+    with open_submission(_zip(tmp_path / "s.zip", members), L, ROWS) as sub:
+        assert int(sub.read(sub.array_for("crop1/ecs", G)[0]).sum()) == 512

@@ -46,10 +46,13 @@ Public API:
 ``Submission.read(array)`` / ``Submission.verify(array)``
     Read the whole array, or every chunk block by block and drop it. Each
     member read is held to its limit again before it is inflated (zipfile
-    never returns more than the declared size and checks the CRC), a read
-    error names the first bad chunk in grid order, and NaN or infinite values
-    in a float array are refused naming their chunk (the scorer would count
-    them as background without a word).
+    never returns more than the declared size and checks the CRC), and its
+    codec may not make more than one chunk of it (the size a blosc, LZ4 or
+    zstd header declares, or a trial of zlib, gzip, bz2, lzma that stops one
+    byte past the chunk) before the codec is let loose on it; a read error
+    names the first bad chunk in grid order, and NaN or infinite values in a
+    float array are refused naming their chunk (the scorer would count them
+    as background without a word).
 ``NodeRef`` / ``attach(ref)``
     A picklable handle on a class entry, and this process's open submission for it
     (forked workers reuse the parent's listing and open their own zip handle).
@@ -57,9 +60,11 @@ Public API:
 Messages stand alone and name the member, as the user's zip spells it.
 """
 
+import bz2
 import itertools
 import json
 import logging
+import lzma
 import math
 import os
 import posixpath
@@ -114,7 +119,8 @@ class ArrayMeta:
     chunks: tuple[int, ...]
     dtype: np.dtype
     separator: str
-    compressed: bool
+    codec: str | None
+    """The compressor's id (``blosc``, ``zstd``...), None for none."""
     filtered: bool
 
     @classmethod
@@ -141,7 +147,11 @@ class ArrayMeta:
         separator = meta.get("dimension_separator") or "."
         if separator not in (".", "/"):
             raise ValueError(f"dimension_separator {separator!r} is neither '.' nor '/'")
-        return cls(path, shape, chunks, dtype, separator, meta.get("compressor") is not None, bool(meta.get("filters")))
+        compressor = meta.get("compressor")
+        if compressor is not None and not (isinstance(compressor, dict) and isinstance(compressor.get("id"), str)):
+            raise ValueError(f"compressor {compressor!r} is neither null nor a codec with an id")
+        codec = compressor["id"] if compressor is not None else None
+        return cls(path, shape, chunks, dtype, separator, codec, bool(meta.get("filters")))
 
     @property
     def chunk_bytes(self) -> int:
@@ -154,12 +164,27 @@ class ArrayMeta:
         return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
 
     @property
+    def decoded_limit(self) -> int:
+        """Most bytes the compressor may give back for one chunk: the chunk, widened to 8 bytes a voxel by filters."""
+        item = max(self.dtype.itemsize, WIDEST_ITEM) if self.filtered else self.dtype.itemsize
+        return math.prod(self.chunks) * item
+
+    @property
     def chunk_limit(self) -> int:
-        """Most bytes one chunk member can hold: the chunk, widened by filters, plus any codec's worst overhead."""
-        encoded = math.prod(self.chunks) * (
-            max(self.dtype.itemsize, WIDEST_ITEM) if self.filtered else self.dtype.itemsize
+        """Most bytes one chunk member can hold: ``decoded_limit`` plus any codec's worst overhead."""
+        return self.decoded_limit + self.decoded_limit // 64 + 4096 if self.codec else self.decoded_limit
+
+    def codec_problem(self, data: bytes | memoryview) -> str | None:
+        """Why a chunk's bytes would inflate beyond one chunk, as the compressor's own header declares or a
+        bounded trial shows (``_decoded_size``), checked before the compressor is let loose on them; None if fine."""
+        declared = _decoded_size(self.codec, data, self.decoded_limit) if self.codec else None
+        if declared is None or declared <= self.decoded_limit:
+            return None
+        amount = "more than a chunk" if self.codec in _STREAMS else f"{size_text(declared)}, more than a chunk"
+        return (
+            f"its {self.codec} data inflate to {amount} {list(self.chunks)} of {self.dtype} holds "
+            f"({self.decoded_limit} bytes)"
         )
-        return encoded + encoded // 64 + 4096 if self.compressed else encoded
 
     def chunk_problem(self, max_chunks: int) -> str | None:
         """Why these chunks are absurd, or None."""
@@ -191,6 +216,50 @@ class ArrayMeta:
         return tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, self.chunks, self.shape, strict=True))
 
 
+def _zstd_content_size(data: bytes | memoryview) -> int | None:
+    """The decoded size a zstd frame header declares (RFC 8878 3.1.1.1), None where it declares none."""
+    if len(data) < 6 or data[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    descriptor = data[4]
+    single = (descriptor >> 5) & 1
+    start = 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3]
+    width = (single, 2, 4, 8)[descriptor >> 6]
+    if not width or len(data) < start + width:
+        return None
+    value = int.from_bytes(data[start : start + width], "little")
+    return value + 256 if width == 2 else value
+
+
+_STREAMS: dict[str, Any] = {
+    "zlib": lambda: zlib.decompressobj(),
+    "gzip": lambda: zlib.decompressobj(wbits=31),
+    "bz2": bz2.BZ2Decompressor,
+    "lzma": lzma.LZMADecompressor,
+}
+
+
+def _decoded_size(codec: str, data: bytes | memoryview, limit: int) -> int | None:
+    """How many bytes ``codec`` would make of ``data``, without making more than ``limit + 1`` of them.
+
+    Blosc (a header whose compressed size is the data's own), LZ4 (numcodecs' 4-byte
+    prefix) and zstd declare it in a header; for the stream codecs a trial inflation
+    stops one byte past ``limit``. None where neither applies (other codecs, a header
+    that does not fit the data, a malformed stream: decoding will say).
+    """
+    if codec == "blosc" and len(data) >= 16 and int.from_bytes(data[12:16], "little") == len(data):
+        return int.from_bytes(data[4:8], "little")
+    if codec == "lz4" and len(data) >= 4:
+        return int.from_bytes(data[:4], "little")
+    if codec == "zstd":
+        return _zstd_content_size(data)
+    if codec in _STREAMS:
+        try:
+            return len(_STREAMS[codec]().decompress(data, limit + 1))
+        except (zlib.error, OSError, EOFError, ValueError, lzma.LZMAError):
+            return None
+    return None
+
+
 @dataclass(frozen=True)
 class NodeRef:
     """A class entry of a submission, picklable for a worker process: the zip (or folder) and the entry's path."""
@@ -217,9 +286,15 @@ class _GuardedStore(WrapperStore[Store]):
         if problem is not None:
             raise SubmissionError(problem)
         try:
-            return await self._store.get(self._sub.spelled.get(key, key), prototype, byte_range)
+            buf = await self._store.get(self._sub.spelled.get(key, key), prototype, byte_range)
         except _READ_ERRORS as exc:
             raise SubmissionError(f"member {key!r} cannot be read ({exc})") from None
+        array = self._sub.chunk_of(key)
+        if buf is not None and array is not None and array.codec and byte_range is None:
+            problem = array.codec_problem(buf.as_numpy_array().data)  # a view, not a copy
+            if problem is not None:
+                raise SubmissionError(f"member {key!r}: {problem}")
+        return buf
 
     async def get_partial_values(
         self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
@@ -334,7 +409,7 @@ class Submission:
             problem = self.member_problem(name, size)
             if problem is not None:
                 yield ZipProblem(name, problem)
-            elif self._chunk_of(name) is None:
+            elif self.chunk_of(name) is None:
                 small += size
         if small > SMALL_TOTAL_MAX:
             yield ZipProblem(ZIP, self._small_total(small))
@@ -361,7 +436,7 @@ class Submission:
             f"more than the {SMALL_TOTAL_MAX >> 20} MiB allowed in all"
         )
 
-    def _chunk_of(self, name: str) -> ArrayMeta | None:
+    def chunk_of(self, name: str) -> ArrayMeta | None:
         """The array whose chunk ``name`` is (its nearest array folder, if the name is a key of its grid)."""
         parent = name
         while parent:
@@ -375,7 +450,7 @@ class Submission:
         """Why member ``name`` of ``size`` bytes may not be inflated, or None (rule 4, and 2 for metadata)."""
         if posixpath.basename(name) in META_NAMES:
             return self._too_big(name, size, SMALL_FILE_MAX, "zarr metadata") if size > SMALL_FILE_MAX else None
-        array = self._chunk_of(name)
+        array = self.chunk_of(name)
         if array is not None:
             if size <= array.chunk_limit:
                 return None
