@@ -57,7 +57,7 @@ Public API:
     A picklable handle on a class entry, and this process's open submission for it
     (forked workers reuse the parent's listing and open their own zip handle).
 
-Messages stand alone and name the member, as the user's zip spells it.
+Messages stand alone and name the member (its path inside the zip, in normal form: ``./a//b`` is ``a/b``).
 """
 
 import bz2
