@@ -10,7 +10,8 @@ from csc_common.crops import CropRow
 from csc_common.errors import GeometryError, SubmissionError
 from csc_common.geometry import Geometry
 from csc_common.submission import reader
-from csc_common.submission.reader import ArrayMeta, index_submission, open_submission
+from csc_common.submission.chunks import ArrayMeta
+from csc_common.submission.reader import index_submission, open_submission
 from csc_common.submission.zipsafety import ZIP, ZipLimits
 
 G = Geometry((4.0, 4.0, 4.0), (0.0, 0.0, 0.0), (16, 16, 16))

@@ -31,7 +31,7 @@ Public API:
     2. metadata files (``.zarray``, ``.zattrs``, ``.zgroup``, ``.zmetadata``)
        at most 1 MiB each and 64 MiB in all, before one is read;
     3. every ``.zarray`` is Zarr-2 array metadata with sane chunks (at most
-       ``CHUNK_BYTES_MAX`` per chunk, no more chunks than a zip may hold members);
+       ``chunks.CHUNK_BYTES_MAX`` per chunk, no more chunks than a zip may hold members);
     4. every chunk member at most what one chunk of its array can be once
        encoded (``ArrayMeta.chunk_limit``); any other ("stray") file at most
        1 MiB, and strays and metadata at most 64 MiB in all;
@@ -60,12 +60,8 @@ Public API:
 Messages stand alone and name the member (its path inside the zip, in normal form: ``./a//b`` is ``a/b``).
 """
 
-import bz2
 import itertools
-import json
 import logging
-import lzma
-import math
 import os
 import posixpath
 import zipfile
@@ -85,6 +81,7 @@ from csc_common.crops import CropRow
 from csc_common.errors import CscError, GeometryError, SubmissionError
 from csc_common.geometry import Geometry
 from csc_common.submission.align import SourceGrid, check_size_ratio, choose_non_ome_level, max_volume_size_ratio
+from csc_common.submission.chunks import WIDEST_ITEM, ArrayMeta
 from csc_common.submission.zipsafety import ZIP, ZipLimits, ZipProblem, iter_zip_problems, size_text
 from csc_common.volumes import choose_level, parse_multiscales
 
@@ -95,169 +92,7 @@ SMALL_FILE_MAX = 1 << 20
 """Bytes a metadata or stray file may hold."""
 SMALL_TOTAL_MAX = 64 << 20
 """Bytes all metadata and stray files may hold together."""
-CHUNK_BYTES_MAX = 1 << 30
-"""Bytes one chunk may hold decoded: zarr inflates a chunk whole, and blosc cannot exceed 2 GiB."""
-WIDEST_ITEM = 8
-"""Bytes per voxel of the widest numeric dtype (a filter may widen the encoded chunk to it)."""
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError)
-
-
-def _ints(value: Any, what: str, *, low: int) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ValueError(f"{what} must be a list of integers, got {value!r}")
-    if any(v < low for v in value):
-        raise ValueError(f"{what} must be integers >= {low}, got {value}")
-    return tuple(value)
-
-
-@dataclass(frozen=True)
-class ArrayMeta:
-    """What bounds an array's chunks, from its ``.zarray``."""
-
-    path: str
-    shape: tuple[int, ...]
-    chunks: tuple[int, ...]
-    dtype: np.dtype
-    separator: str
-    codec: str | None
-    """The compressor's id (``blosc``, ``zstd``...), None for none."""
-    filtered: bool
-
-    @classmethod
-    def parse(cls, raw: bytes, path: str) -> "ArrayMeta":
-        """Read ``.zarray`` bytes; ValueError saying what is wrong."""
-        try:
-            meta = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not JSON ({exc})") from None
-        if not isinstance(meta, dict):
-            raise ValueError("not a JSON object")
-        if meta.get("zarr_format") != 2:
-            raise ValueError(f"zarr_format is {meta.get('zarr_format')!r}, expected 2")
-        shape = _ints(meta.get("shape"), "shape", low=0)
-        chunks = _ints(meta.get("chunks"), "chunks", low=1)
-        if len(chunks) != len(shape):
-            raise ValueError(f"chunks {list(chunks)} do not match the {len(shape)} dimensions of shape {list(shape)}")
-        if "dtype" not in meta:
-            raise ValueError("no dtype")
-        try:
-            dtype = np.dtype(meta["dtype"])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"dtype {meta.get('dtype')!r} is not a dtype ({exc})") from None
-        separator = meta.get("dimension_separator") or "."
-        if separator not in (".", "/"):
-            raise ValueError(f"dimension_separator {separator!r} is neither '.' nor '/'")
-        compressor = meta.get("compressor")
-        if compressor is not None and not (isinstance(compressor, dict) and isinstance(compressor.get("id"), str)):
-            raise ValueError(f"compressor {compressor!r} is neither null nor a codec with an id")
-        codec = compressor["id"] if compressor is not None else None
-        return cls(path, shape, chunks, dtype, separator, codec, bool(meta.get("filters")))
-
-    @property
-    def chunk_bytes(self) -> int:
-        """Bytes of one decoded chunk."""
-        return math.prod(self.chunks) * self.dtype.itemsize
-
-    @property
-    def grid(self) -> tuple[int, ...]:
-        """Chunks along each axis."""
-        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
-
-    @property
-    def decoded_limit(self) -> int:
-        """Most bytes the compressor may give back for one chunk: the chunk, widened to 8 bytes a voxel by filters."""
-        item = max(self.dtype.itemsize, WIDEST_ITEM) if self.filtered else self.dtype.itemsize
-        return math.prod(self.chunks) * item
-
-    @property
-    def chunk_limit(self) -> int:
-        """Most bytes one chunk member can hold: ``decoded_limit`` plus any codec's worst overhead."""
-        return self.decoded_limit + self.decoded_limit // 64 + 4096 if self.codec else self.decoded_limit
-
-    def codec_problem(self, data: bytes | memoryview) -> str | None:
-        """Why a chunk's bytes would inflate beyond one chunk, as the compressor's own header declares or a
-        bounded trial shows (``_decoded_size``), checked before the compressor is let loose on them; None if fine."""
-        declared = _decoded_size(self.codec, data, self.decoded_limit) if self.codec else None
-        if declared is None or declared <= self.decoded_limit:
-            return None
-        amount = "more than a chunk" if self.codec in _STREAMS else f"{size_text(declared)}, more than a chunk"
-        return (
-            f"its {self.codec} data inflate to {amount} {list(self.chunks)} of {self.dtype} holds "
-            f"({self.decoded_limit} bytes)"
-        )
-
-    def chunk_problem(self, max_chunks: int) -> str | None:
-        """Why these chunks are absurd, or None."""
-        if self.chunk_bytes > CHUNK_BYTES_MAX:
-            return (
-                f"chunks {list(self.chunks)} of {self.dtype} hold {size_text(self.chunk_bytes)} each, "
-                f"more than the {size_text(CHUNK_BYTES_MAX)} a chunk may hold"
-            )
-        count = math.prod(self.grid)
-        if count > max_chunks:
-            return (
-                f"chunks {list(self.chunks)} cut shape {list(self.shape)} into {count} chunks, more than a zip "
-                f"may hold members ({max_chunks}, CSC_MAX_ZIP_MEMBERS)"
-            )
-        return None
-
-    def is_chunk(self, rel: str) -> bool:
-        """Whether ``rel`` (a name inside the array's folder) is the key of a chunk of its grid."""
-        if not self.shape:
-            return rel == "0"
-        parts = rel.split(self.separator)
-        return len(parts) == len(self.grid) and all(p.isdigit() and int(p) < g for p, g in zip(parts, self.grid))
-
-    def chunk_key(self, index: Sequence[int]) -> str:
-        key = self.separator.join(str(i) for i in index) if self.shape else "0"
-        return f"{self.path}/{key}" if self.path else key
-
-    def chunk_slices(self, index: Sequence[int]) -> tuple[slice, ...]:
-        return tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, self.chunks, self.shape, strict=True))
-
-
-def _zstd_content_size(data: bytes | memoryview) -> int | None:
-    """The decoded size a zstd frame header declares (RFC 8878 3.1.1.1), None where it declares none."""
-    if len(data) < 6 or data[:4] != b"\x28\xb5\x2f\xfd":
-        return None
-    descriptor = data[4]
-    single = (descriptor >> 5) & 1
-    start = 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3]
-    width = (single, 2, 4, 8)[descriptor >> 6]
-    if not width or len(data) < start + width:
-        return None
-    value = int.from_bytes(data[start : start + width], "little")
-    return value + 256 if width == 2 else value
-
-
-_STREAMS: dict[str, Any] = {
-    "zlib": lambda: zlib.decompressobj(),
-    "gzip": lambda: zlib.decompressobj(wbits=31),
-    "bz2": bz2.BZ2Decompressor,
-    "lzma": lzma.LZMADecompressor,
-}
-
-
-def _decoded_size(codec: str, data: bytes | memoryview, limit: int) -> int | None:
-    """How many bytes ``codec`` would make of ``data``, without making more than ``limit + 1`` of them.
-
-    Blosc (a header whose compressed size is the data's own), LZ4 (numcodecs' 4-byte
-    prefix) and zstd declare it in a header; for the stream codecs a trial inflation
-    stops one byte past ``limit``. None where neither applies (other codecs, a header
-    that does not fit the data, a malformed stream: decoding will say).
-    """
-    if codec == "blosc" and len(data) >= 16 and int.from_bytes(data[12:16], "little") == len(data):
-        return int.from_bytes(data[4:8], "little")
-    if codec == "lz4" and len(data) >= 4:
-        return int.from_bytes(data[:4], "little")
-    if codec == "zstd":
-        return _zstd_content_size(data)
-    if codec in _STREAMS:
-        try:
-            return len(_STREAMS[codec]().decompress(data, limit + 1))
-        except (zlib.error, OSError, EOFError, ValueError, lzma.LZMAError):
-            return None
-    return None
 
 
 @dataclass(frozen=True)
