@@ -162,3 +162,13 @@ def test_bad_limit_values_are_refused(monkeypatch, name, raw, match):
     monkeypatch.setenv(name, raw)
     with pytest.raises(InputError, match=match):
         ZipLimits.from_env()
+
+
+def test_a_file_that_is_also_a_folder(tmp_path):
+    members = [("crop1/mito", b"x", None), ("crop1/mito/.zarray", b"{}", None), ("crop1/ecs/", b"", None)]
+    members += [("crop1/ecs/0", b"x", None), ("crop1/ecs/0/0/0", b"x", None), ("crop1//mito2", b"x", None)]
+    assert _one(tmp_path, members) == [
+        ZipProblem("crop1/mito", "member 'crop1/mito' is a file, but other members lie inside a folder of that name"),
+        ZipProblem("crop1/ecs/0", "member 'crop1/ecs/0' is a file, but other members lie inside a folder of that name"),
+    ]
+    assert _one(tmp_path, [("a/", b"", None), ("a/b", b"x", None)]) == []  # a folder entry is no clash

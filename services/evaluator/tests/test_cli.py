@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +288,99 @@ def test_missing_or_contradictory_inputs_are_one_line_exit_2(tmp_path, capsys, m
     assert main(argv) == 2
     _one_line_error(capsys, message)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_work_dir_missing_or_a_file_is_one_line_exit_2(tmp_path, tiny_case, ev, capsys, kind):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    work = tmp_path / "work"
+    if kind == "file":
+        work.write_text("x")
+    assert _run(tmp_path, tmp_path / "sub.zarr", "--work-dir", str(work)) == 2
+    _one_line_error(capsys, f"--work-dir {work}: {'not a folder' if kind == 'file' else 'folder not found'}")
+    assert not (tmp_path / "out").exists()
+    work.unlink(missing_ok=True)
+    work.mkdir()  # an existing folder is still accepted (nothing is extracted into it)
+    assert _run(tmp_path, tmp_path / "sub.zarr", "--work-dir", str(work)) == 0 and not list(work.iterdir())
+
+
+def test_truth_without_class_arrays_is_an_error(tmp_path, tiny_case, ev, capsys):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    for crop in ("crop1", "crop2"):
+        (tmp_path / "empty.zarr" / crop).mkdir(parents=True)
+    rc = main(
+        [
+            str(tmp_path / "sub.zarr"),
+            "--truth",
+            str(tmp_path / "empty.zarr"),
+            "--output",
+            str(tmp_path / "out" / "r.json"),
+        ]
+        + ["--test-manifest", str(tmp_path / "test_crop_manifest.csv"), "-q"]
+    )
+    assert rc == 2
+    _one_line_error(capsys, "empty.zarr: ground-truth zarr holds no class arrays")
+    assert not (tmp_path / "out").exists()
+
+
+def test_errors_name_the_zip_member(tmp_path, tiny_case, ev, capsys):
+    _, truth = tiny_case
+    ev.write_submission(tmp_path / "sub.zarr", truth)
+    (tmp_path / "sub.zarr" / "crop2" / "mito" / "0" / "0" / "0").write_bytes(b"garbage")
+    z = ev.zip_dir(tmp_path / "sub.zarr", tmp_path / "sub.zip")
+    assert _run(tmp_path, z) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("csc-evaluate: error: crop 2 class mito: member 'crop2/mito/0/0/0': cannot read array data")
+    assert str(tmp_path) not in err and "/dev/shm" not in err
+
+
+def test_a_killed_run_leaves_nothing_behind(tmp_path, ev):
+    """SIGKILL while scoring: no extraction folder (nothing is extracted), no partial outputs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    g = Geometry((4.0, 4.0, 4.0), (0.0, 0.0, 0.0), (128, 128, 128))
+    ids = np.zeros(g.shape, np.uint16)
+    rng = np.random.default_rng(0)
+    for i, (z, y, x) in enumerate(rng.integers(0, 120, size=(600, 3)), start=1):
+        ids[z : z + 5, y : y + 5, x : x + 5] = i
+    ev.write_truth(tmp_path / "truth.zarr", {"crop1": {"mito": (ids, g)}})
+    ev.write_manifest_csv(tmp_path / "test_crop_manifest.csv", [(1, "mito", g)])
+    fine = np.repeat(np.repeat(np.repeat(ids, 2, 0), 2, 1), 2, 2)  # resampled on the way: a few seconds of work
+    ev.write_submission(
+        tmp_path / "sub.zarr", {"crop1": {"mito": (fine, Geometry((2.0,) * 3, g.translation, fine.shape))}}
+    )
+    z = ev.zip_dir(tmp_path / "sub.zarr", tmp_path / "sub.zip")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    shm = {p.name for p in Path("/dev/shm").glob("csc-*")}
+    code = "import sys; from csc_evaluator.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = [str(z), "--truth", str(tmp_path / "truth.zarr"), "--output", str(tmp_path / "out" / "result.json")]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "scoring 1 (crop, class) pairs" in line:
+            break
+    alive = proc.poll() is None
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and any worker it started (its own session)
+    proc.wait(timeout=60)
+    assert alive, "the run ended before it could be killed"
+    assert not list(temp.iterdir()) and {p.name for p in Path("/dev/shm").glob("csc-*")} <= shm
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sub.zarr",
+        "sub.zip",
+        "test_crop_manifest.csv",
+        "tmp",
+        "truth.zarr",
+    ]

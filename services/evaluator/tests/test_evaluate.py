@@ -6,6 +6,7 @@ from csc_evaluator import evaluate
 from csc_evaluator.cli import main
 from csc_evaluator.constants import Constants, env_max_workers
 from csc_evaluator.evaluate import Job, plan_jobs, pool_size
+from csc_evaluator.submission import open_submission
 
 
 def _job(voxels):
@@ -69,9 +70,8 @@ def test_plan_follows_truth_and_orders_by_manifest(tmp_path, tiny_case, ev):
     _, truth = tiny_case
     ev.write_submission(tmp_path / "sub.zarr", {"crop2": truth["crop2"]})
     rows = read_crop_manifest(tmp_path / "test_crop_manifest.csv")
-    plan, empty = plan_jobs(
-        tmp_path / "sub.zarr", tmp_path / "truth.zarr", rows, instance_classes=["mito"], compare_empty=True
-    )
+    with open_submission(tmp_path / "sub.zarr", Constants()) as sub:
+        plan, empty = plan_jobs(sub, tmp_path / "truth.zarr", rows, instance_classes=["mito"], compare_empty=True)
     assert [(j.crop, j.label, j.pred is not None) for j in plan.jobs] == [
         ("crop1", "ecs", False),
         ("crop1", "mito", False),

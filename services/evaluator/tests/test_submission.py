@@ -1,13 +1,15 @@
-"""Submission forms and the safety checks that run before anything is extracted."""
+"""Submission forms, read in place, and the safety checks that run before any chunk is read."""
 
 import stat
 import zipfile
 
+import numpy as np
 import pytest
 from csc_common.errors import SubmissionError
+from csc_common.geometry import Geometry
 from csc_common.submission.zipsafety import ZipLimits
 from csc_evaluator.constants import Constants
-from csc_evaluator.submission import match_crops, open_submission, submitted_classes
+from csc_evaluator.submission import open_submission, read_prediction
 
 C = Constants()
 
@@ -36,15 +38,15 @@ def _zip(path, members):
         ([("c:/evil", b"x", None)], r"absolute path"),
         ([("./", b"", None)], r"'\./' resolves to the extraction folder itself"),
         ([("crop1\\..\\..\\evil", b"x", None)], r"has a NUL or backslash in its name"),
+        ([("crop1/mito", b"x", None), ("crop1/mito/.zarray", b"{}", None)], r"'crop1/mito' is a file, but other"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_hostile_members_are_refused_by_name(tmp_path, members, match):
     z = _zip(tmp_path / "bad.zip", members)
     with pytest.raises(SubmissionError, match=match):
-        open_submission(z, C, work_dir=tmp_path)
-    assert not (tmp_path / "bad.zarr").exists()
-    assert not list(tmp_path.glob("csc-evaluate-*"))  # the temp dir is gone
+        open_submission(z, C)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zip"]  # nothing written anywhere near it
     assert not (tmp_path.parent / "evil").exists()
 
 
@@ -52,18 +54,22 @@ def test_size_count_and_ratio_limits(tmp_path, monkeypatch):
     z = _zip(tmp_path / "big.zip", [("a", b"0" * 3_000_000, None), ("b", b"1", None)])
     monkeypatch.setenv("MAX_UNCOMPRESSED_SIZE", "1000")
     with pytest.raises(SubmissionError, match="MAX_UNCOMPRESSED_SIZE"):
-        open_submission(z, Constants.from_env(), work_dir=tmp_path)
+        open_submission(z, Constants.from_env())
     monkeypatch.delenv("MAX_UNCOMPRESSED_SIZE")
     monkeypatch.setenv("CSC_MAX_ZIP_MEMBERS", "1")
     with pytest.raises(SubmissionError, match="2 members exceed the limit of 1"):
-        open_submission(z, Constants.from_env(), work_dir=tmp_path)
+        open_submission(z, Constants.from_env())
     monkeypatch.delenv("CSC_MAX_ZIP_MEMBERS")
     monkeypatch.setenv("CSC_MAX_COMPRESSION_RATIO", "50")
     with pytest.raises(SubmissionError, match=r"member 'a' compression ratio \d+:1 exceeds 50:1"):
-        open_submission(z, Constants.from_env(), work_dir=tmp_path)
+        open_submission(z, Constants.from_env())
     monkeypatch.setenv("MAX_UNCOMPRESSED_SIZE", "2e6")  # one parser, shared with csc-pack --check
     assert Constants.from_env().zip_limits == ZipLimits.from_env() == ZipLimits(2_000_000, 2_000_000, 50.0)
     assert Constants().zip_limits == ZipLimits()
+    monkeypatch.delenv("MAX_UNCOMPRESSED_SIZE")
+    monkeypatch.delenv("CSC_MAX_COMPRESSION_RATIO")
+    with pytest.raises(SubmissionError, match=r"member 'a' is 3000000 bytes uncompressed, more than a file that is"):
+        open_submission(z, C)  # within every zip limit, but no zarr member can be that large
 
 
 def test_not_a_zip_and_two_zips(tmp_path):
@@ -80,44 +86,49 @@ def test_not_a_zip_and_two_zips(tmp_path):
         open_submission(tmp_path / "nope.zip", C)
 
 
-def test_fresh_extraction_every_run(tmp_path, tiny_case, ev):
+def test_read_in_place_every_run(tmp_path, tiny_case, ev):
     _, truth = tiny_case
     ev.write_submission(tmp_path / "s1.zarr", {"crop1": {"ecs": truth["crop1"]["ecs"]}})
     z = ev.zip_dir(tmp_path / "s1.zarr", tmp_path / "sub.zip")
-    with open_submission(z, C, work_dir=tmp_path) as sub:
-        assert set(submitted_classes(sub.root / "crop1")) == {"ecs"}
-        first = sub.root
-    assert not first.exists()  # removed after use
+    before = sorted(tmp_path.rglob("*"))
+    with open_submission(z, C) as sub:
+        assert set(sub.classes("crop1")) == {"ecs"} and sub.source == z and sub.root == ""
+    assert sorted(tmp_path.rglob("*")) == before  # nothing extracted, next to the zip or anywhere in tmp
     ev.write_submission(tmp_path / "s2.zarr", {"crop1": {"mito": truth["crop1"]["mito"]}})
     ev.zip_dir(tmp_path / "s2.zarr", z)  # same zip path, new content
-    with open_submission(z, C, work_dir=tmp_path) as sub:
-        assert set(submitted_classes(sub.root / "crop1")) == {"mito"}  # never a stale cache
-    assert not (tmp_path / "sub.zarr").exists()
+    with open_submission(z, C) as sub:
+        assert set(sub.classes("crop1")) == {"mito"}  # never a stale cache
 
 
-def test_nested_zarr_is_hoisted_and_folder_with_one_zip(tmp_path, tiny_case, ev):
+def test_nested_zarr_is_used_in_place_and_folder_with_one_zip(tmp_path, tiny_case, ev):
     _, truth = tiny_case
-    ev.write_submission(tmp_path / "wrap" / "inner" / "my.zarr", {"crop1": {"ecs": truth["crop1"]["ecs"]}})
+    data, g = truth["crop1"]["ecs"]
+    ev.write_submission(tmp_path / "wrap" / "inner" / "my.zarr", {"crop1": {"ecs": (data, g)}})
     (tmp_path / "holder").mkdir()
     z = ev.zip_dir(tmp_path / "wrap", tmp_path / "holder" / "x.zip")
-    with open_submission(tmp_path / "holder", C, work_dir=tmp_path) as sub:
-        assert sub.root.name == "my.zarr" and sub.source == z
-        assert "ecs" in submitted_classes(sub.root / "crop1")
-    with open_submission(tmp_path / "wrap", C) as sub:  # an unzipped folder is used in place
-        assert sub.root == tmp_path / "wrap" / "inner" / "my.zarr" and sub.tmp is None
+    with open_submission(tmp_path / "holder", C) as sub:
+        assert sub.root == "inner/my.zarr/" and sub.source == z
+        node = sub.classes(sub.match_crops(["crop1"])["crop1"])["ecs"]
+        assert node == "inner/my.zarr/crop1/ecs"
+        assert np.array_equal(read_prediction(sub.ref(node), g, kind="semantic"), data)
+    with open_submission(tmp_path / "wrap", C) as sub:  # an unzipped folder is read in place
+        assert sub.source == tmp_path / "wrap" and sub.root == "inner/my.zarr/"
+        assert "ecs" in sub.classes("inner/my.zarr/crop1")
     ev.write_submission(tmp_path / "wrap" / "other.zarr", {})
     with pytest.raises(SubmissionError, match="contains 2 zarr folders"):
         open_submission(tmp_path / "wrap", C)
 
 
 def test_crop_prefix_fallback(tmp_path):
-    (tmp_path / "sub" / "1").mkdir(parents=True)
-    (tmp_path / "sub" / "2").mkdir(parents=True)
-    assert match_crops(tmp_path / "sub", ["crop1", "crop3"]) == {"crop1": tmp_path / "sub" / "1"}
+    for crop in ("1", "2"):
+        (tmp_path / "sub" / crop).mkdir(parents=True)
+    with open_submission(tmp_path / "sub", C) as sub:
+        assert sub.match_crops(["crop1", "crop3"]) == {"crop1": "1"}
     (tmp_path / "sub" / "crop3").mkdir()
-    assert match_crops(tmp_path / "sub", ["crop1", "crop3"]) == {"crop3": tmp_path / "sub" / "crop3"}
-    with pytest.raises(SubmissionError, match="no crop of the ground truth"):
-        match_crops(tmp_path / "sub", ["crop9"])
+    with open_submission(tmp_path / "sub", C) as sub:
+        assert sub.match_crops(["crop1", "crop3"]) == {"crop3": "crop3"}
+        with pytest.raises(SubmissionError, match="no crop of the ground truth"):
+            sub.match_crops(["crop9"])
 
 
 def test_symlink_in_unzipped_submission_is_refused(tmp_path):
@@ -125,3 +136,18 @@ def test_symlink_in_unzipped_submission_is_refused(tmp_path):
     (tmp_path / "sub" / "crop1" / "mito").symlink_to(tmp_path)
     with pytest.raises(SubmissionError, match=r"entry 'crop1/mito' is a symlink"):
         open_submission(tmp_path / "sub", C)
+
+
+def test_worker_reads_its_pair_from_the_zip(tmp_path, tiny_case, ev):
+    """A job carries a picklable reference; the worker reads straight from the zip, with the parent's listing."""
+    import pickle
+
+    _, truth = tiny_case
+    data, g = truth["crop2"]["mito"]
+    ev.write_submission(tmp_path / "s.zarr", {"crop2": {"mito": (data, g)}})
+    z = ev.zip_dir(tmp_path / "s.zarr", tmp_path / "s.zip")
+    with open_submission(z, C) as sub:
+        ref = pickle.loads(pickle.dumps(sub.ref("crop2/mito")))
+        assert np.array_equal(read_prediction(ref, g, kind="instance"), data)
+    bigger = Geometry(g.voxel_size, g.translation, (7, 6, 6))  # read without the parent: a fresh open
+    assert read_prediction(ref, bigger, kind="instance")[:6].tolist() == data.tolist()

@@ -276,5 +276,10 @@ def test_real_test_manifest_counts_every_row_missing_in_an_empty_zip(tmp_path, s
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as zf:
         zf.writestr(".zgroup", '{"zarr_format": 2}')
+        zf.writestr(f"crop{test.rows[0].crop_id}/.zgroup", '{"zarr_format": 2}')  # one crop group, no classes
     report = check_zip(empty, test.rows)
     assert len(report.missing) == 413 and report.ok == 0 and report.passed() and not report.passed(strict=True)
+    with zipfile.ZipFile(empty, "w") as zf:  # no crop group at all: the evaluator refuses it (issue 14)
+        zf.writestr(".zgroup", '{"zarr_format": 2}')
+    report = check_zip(empty, test.rows)
+    assert not report.passed() and "no crop of the ground truth found in the submission" in report.errors[0].message

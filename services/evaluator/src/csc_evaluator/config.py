@@ -74,7 +74,11 @@ class Config:
         default=0, metadata={"help": "worker processes (0: MAX_WORKERS env, else CPUs, capped by memory)", "min": 0}
     )
     work_dir: str = field(
-        default="", metadata={"help": "where to extract the zip (a fresh temp folder inside; default system temp)"}
+        default="",
+        metadata={
+            "help": "not needed any more: nothing is extracted, a zip is read in place (still accepted: must be an "
+            "existing folder)"
+        },
     )
     rules: Literal["challenge", "documented", "official"] = field(
         default="challenge",

@@ -40,13 +40,14 @@ from csc_common.geometry import Geometry
 from csc_common.log import progress_bar
 from csc_common.manifest import now, relpath
 from csc_common.submission import align
+from csc_common.submission.reader import NodeRef, Submission
 from csc_common.views import DatasetView, Header, ScoresView
 
 from csc_evaluator import __version__, aggregate, scoring
 from csc_evaluator.config import Config
 from csc_evaluator.constants import Constants, env_max_workers
 from csc_evaluator.io import extended_path, table, write_json
-from csc_evaluator.submission import match_crops, open_submission, submitted_classes
+from csc_evaluator.submission import open_submission, read_prediction
 
 log = logging.getLogger("csc.evaluate")
 
@@ -68,7 +69,7 @@ class Job:
     label: str
     truth: str
     mask: str | None
-    pred: str | None  # None: not submitted (missing)
+    pred: NodeRef | None  # the submitted class entry; None: not submitted (missing)
     target: dict[str, Any] | None  # test-manifest geometry (json); needed when pred is set
     instance: bool  # scored as instance (--instance-classes, --dataset's kinds or the challenge's list)
     align_kind: ClassKind  # resampled as instance/semantic (the scorer's own rule, as upstream)
@@ -107,7 +108,7 @@ def _crop_id(name: str, where: Path) -> int:
 
 
 def plan_jobs(
-    submission_root: Path,
+    submission: Submission,
     truth_root: Path,
     rows: Sequence[CropRow],
     *,
@@ -124,16 +125,21 @@ def plan_jobs(
     crops.sort(key=lambda c: (order.get(_crop_id(c, truth_root), len(order)), c))
     if not crops:
         raise InputError(f"{truth_root}: ground-truth zarr holds no crop folders")
-    matched = match_crops(submission_root, crops)
+    labels = {crop: truth_labels(truth_root / crop, rules=rules) for crop in crops}
+    if not any(labels.values()):
+        raise InputError(
+            f"{truth_root}: ground-truth zarr holds no class arrays (expected crop<N>/<class> arrays with a .zarray)"
+        )
+    matched = submission.match_crops(crops)
     total = len(by_key)  # the official counts distinct (crop, class) keys of the test manifest
     plan, empty = Plan(total_evals=total), Plan(total_evals=total)
     for crop in crops:
         cid = _crop_id(crop, truth_root)
         crop_dir = matched.get(crop)
-        pred_entries = submitted_classes(crop_dir) if crop_dir is not None else {}
+        pred_entries = submission.classes(crop_dir) if crop_dir is not None else {}
         if rules == "official":  # upstream lists arrays only: class groups count as missing
-            pred_entries = {k: v for k, v in pred_entries.items() if _is_array(v)}
-        for label in truth_labels(truth_root / crop, rules=rules):
+            pred_entries = {k: v for k, v in pred_entries.items() if submission.is_array(v)}
+        for label in labels[crop]:
             truth = truth_root / crop / label
             mask = truth_root / crop / f"{label}{MASK_SUFFIX}"
             row = by_key.get((cid, label))
@@ -146,7 +152,7 @@ def plan_jobs(
                 label=label,
                 truth=str(truth),
                 mask=str(mask) if _is_array(mask) else None,
-                pred=str(pred) if pred is not None else None,
+                pred=submission.ref(pred) if pred is not None else None,
                 target=row.geometry.to_json() if row is not None else None,
                 instance=label in instance_classes,
                 align_kind=align.resample_kind(label),
@@ -193,7 +199,7 @@ def run_job(job: Job, constants: Constants, rules: Rules) -> dict[str, Any]:
         pred = np.zeros(truth.shape, dtype=np.uint8)
     else:
         try:
-            pred = align.read_aligned(job.pred, target, kind=job.align_kind)
+            pred = read_prediction(job.pred, target, kind=job.align_kind)
         except InputError as exc:
             raise type(exc)(f"{where}: {exc}") from None
     if job.mask is not None:
@@ -325,6 +331,11 @@ def _resolve_inputs(cfg: Config) -> _Inputs:
     manifest = Path(cfg.test_manifest) if cfg.test_manifest else truth.parent / "test_crop_manifest.csv"
     if not manifest.is_file():
         raise InputError(f"{manifest}: test crop manifest not found (give --test-manifest CSV)")
+    if cfg.work_dir:
+        work = Path(cfg.work_dir)
+        if not work.is_dir():
+            raise InputError(f"--work-dir {work}: {'not a folder' if work.exists() else 'folder not found'}")
+        log.warning("--work-dir %s: not needed any more, nothing is extracted (zips are read in place)", work)
     result = Path(cfg.output or "result.json")
     scores = Path(cfg.scores_manifest) if cfg.scores_manifest else result.with_name("scores.json")
     return _Inputs(Path(cfg.submission_source), truth, manifest, result, scores)
@@ -354,9 +365,9 @@ def run(cfg: Config) -> ScoresView:
     constants = Constants.from_env()
     instance_classes = scored_as_instance(cfg, dataset)
     git_version = f"csc-evaluator {__version__}"
-    with open_submission(paths.submission, constants, work_dir=cfg.work_dir or None) as sub:
+    with open_submission(paths.submission, constants, rows) as sub:
         plan, empty_plan = plan_jobs(
-            sub.root,
+            sub,
             paths.truth,
             rows,
             instance_classes=instance_classes,

@@ -9,7 +9,8 @@ can be judged before a single byte of it is written.
 Rules, in the order they are reported: member count, total uncompressed size,
 then per member: symlink or special file, encryption, NUL or backslash in the
 name, absolute (or drive-letter) path, ``..`` escape, resolving to the
-extraction folder itself, duplicate, compression ratio.
+extraction folder itself, duplicate, a file whose name is also a folder of
+other members (``a/b`` and ``a/b/c``: no reader can hold both), compression ratio.
 """
 
 import posixpath
@@ -63,7 +64,8 @@ class ZipProblem(NamedTuple):
     message: str
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """``n`` bytes for a message, in GiB too when that helps."""
     return f"{n} bytes ({n / GiB:.2f} GiB)" if n >= GiB // 100 else f"{n} bytes"
 
 
@@ -92,6 +94,17 @@ def _path_problem(name: str) -> str | None:
     return None
 
 
+def _folders(infos: Sequence[zipfile.ZipInfo]) -> set[str]:
+    """Every folder some member lies inside (normalised names, as the duplicate rule keys them)."""
+    folders: set[str] = set()
+    for info in infos:
+        parent = posixpath.dirname(posixpath.normpath(info.filename))
+        while parent and parent not in folders:
+            folders.add(parent)
+            parent = posixpath.dirname(parent)
+    return folders
+
+
 def iter_zip_problems(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> Iterator[ZipProblem]:
     """Every broken rule of a zip with members ``infos`` (``ZipFile.infolist()``), in a fixed order.
 
@@ -103,10 +116,11 @@ def iter_zip_problems(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> It
     if total > limits.max_uncompressed_size:
         yield ZipProblem(
             ZIP,
-            f"uncompressed size {_size(total)} exceeds the limit of "
-            f"{_size(limits.max_uncompressed_size)} (MAX_UNCOMPRESSED_SIZE)",
+            f"uncompressed size {size_text(total)} exceeds the limit of "
+            f"{size_text(limits.max_uncompressed_size)} (MAX_UNCOMPRESSED_SIZE)",
         )
     seen: set[str] = set()
+    folders = _folders(infos)
     for info in infos:
         name = info.filename
         what = f"member {name!r}"
@@ -122,6 +136,8 @@ def iter_zip_problems(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> It
         if key in seen:
             yield ZipProblem(name, f"{what} appears twice")
         seen.add(key)
+        if not info.is_dir() and key in folders:
+            yield ZipProblem(name, f"{what} is a file, but other members lie inside a folder of that name")
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > RATIO_MIN_SIZE and ratio > limits.max_compression_ratio:
             yield ZipProblem(
