@@ -228,6 +228,8 @@ def run_variant(variant: str, root: Path, workers: int) -> dict:
                 str(out / "result.json"),
                 "--workers",
                 str(workers),
+                "--rules",
+                "documented",  # the reference below writes the documented Hausdorff rule; speed is the same
                 "-q",
             ]
         )
